@@ -1,0 +1,729 @@
+-- pg-webhooks 0.1.0: install script.
+--
+-- Owns every SQL object of the extension, all in schema "webhooks":
+--   catalog      event_types (the 50 event types of the CMS, site or space scope)
+--   settings     the account-wide on/off switch
+--   webhooks     the subscriptions, validated by one trigger whatever path writes them
+--   capture      tracked_tables + track()/untrack() + the C trigger function, emit()
+--   queue        events: one row per captured change, read by the delivery worker
+--   security     role webhooks_admin; nothing is granted to PUBLIC
+\echo Use "CREATE EXTENSION webhooks" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Roles.  Roles are cluster-wide, so a second database that installs the
+-- extension finds the role already there.
+-- ---------------------------------------------------------------------------
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_admin') THEN
+        CREATE ROLE webhooks_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+
+-- ---------------------------------------------------------------------------
+-- Event catalog
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.event_types (
+    name      text PRIMARY KEY
+              CHECK (name ~ '^[a-z_]+\.[a-z_]+$'),
+    scope     text NOT NULL CHECK (scope IN ('site', 'space')),
+    resource  text NOT NULL GENERATED ALWAYS AS (split_part(name, '.', 1)) STORED,
+    action    text NOT NULL GENERATED ALWAYS AS (split_part(name, '.', 2)) STORED,
+    label_en  text NOT NULL,
+    label_es  text NOT NULL
+);
+COMMENT ON TABLE webhooks.event_types IS 'The event types a webhook can subscribe to (site or space scope)';
+
+INSERT INTO webhooks.event_types (name, scope, label_en, label_es) VALUES
+    ('form_response.created',       'site',  'Form response created',        'Respuesta del formulario creado'),
+    ('form_response.updated',       'site',  'Form response updated',        'Respuesta de formulario actualizada'),
+    ('page.created',                'site',  'Page created',                 'Página creada'),
+    ('page.deleted',                'site',  'Page deleted',                 'Página eliminada'),
+    ('page.published',              'site',  'Page published',               'Página publicada'),
+    ('page.unpublished',            'site',  'Page unpublished',             'Página despublicada'),
+    ('page.updated',                'site',  'Page updated',                 'Página actualizada'),
+    ('session.login',               'site',  'Login',                        'Inicio de sesión'),
+    ('session.logout',              'site',  'Logout',                       'Cierre de sesión'),
+    ('navigation.approved',         'site',  'Navigation approved',          'Navegación aprobada'),
+    ('navigation.published',        'site',  'Navigation published',         'Navegación publicada'),
+    ('navigation.review_requested', 'site',  'Navigation sent to review',    'Navegación enviada a revisión'),
+    ('navigation.updated',          'site',  'Navigation updated',           'Navegación actualizada'),
+    ('profile.updated',             'site',  'Profile updated',              'Perfil actualizado'),
+    ('site.created',                'site',  'Site created',                 'Sitio creado'),
+    ('site.deleted',                'site',  'Site deleted',                 'Sitio eliminado'),
+    ('site.disabled',               'site',  'Site disabled',                'Sitio desactivado'),
+    ('site.enabled',                'site',  'Site enabled',                 'Sitio habilitado'),
+    ('site.hidden',                 'site',  'Site hidden',                  'Sitio oculto'),
+    ('site.staged',                 'site',  'Site staged',                  'Sitio puesto en desarrollo'),
+    ('site.visible',                'site',  'Site visible',                 'Sitio visible'),
+    ('site.updated',                'site',  'Site updated',                 'Sitio actualizado'),
+    ('template.approved',           'site',  'Templates approved',           'Templates aprobados'),
+    ('template.review_requested',   'site',  'Templates sent to review',     'Templates enviados para su revisión'),
+    ('template.updated',            'site',  'Templates updated',            'Templates actualizados'),
+    ('theme.installed',             'site',  'Theme installed',              'Tema instalado'),
+    ('theme.reset',                 'site',  'Theme restored',               'Tema restablecido'),
+    ('theme.updated',               'site',  'Theme updated',                'Tema actualizado'),
+    ('widget.approved',             'site',  'Widget approved',              'Widget aprobado'),
+    ('widget.cloned',               'site',  'Widget cloned',                'Widget clonado'),
+    ('widget.created',              'site',  'Widget created',               'Widget creado'),
+    ('widget.published',            'site',  'Widget published',             'Widget publicado'),
+    ('widget.restored',             'site',  'Widget restored',              'Widget restaurado'),
+    ('widget.review_requested',     'site',  'Widget sent to review',        'Widget enviado a revisión'),
+    ('widget.unpublished',          'site',  'Widget unpublished',           'Widget despublicado'),
+    ('widget.updated',              'site',  'Widget updated',               'Widget actualizado'),
+    ('category.created',            'space', 'Category created',             'Categoría creada'),
+    ('category.deleted',            'space', 'Category deleted',             'Categoría eliminada'),
+    ('category.updated',            'space', 'Category updated',             'Categoría actualizada'),
+    ('entry.approved',              'space', 'Entry approved',               'Entrada aprobada'),
+    ('entry.created',               'space', 'Entry created',                'Entrada creada'),
+    ('entry.published',             'space', 'Entry published',              'Entrada publicada'),
+    ('entry.review_requested',      'space', 'Entry sent to review',         'Entrada enviada a revisión'),
+    ('entry.unpublished',           'space', 'Entry unpublished',            'Entrada despublicada'),
+    ('entry.updated',               'space', 'Entry updated',                'Entrada actualizada'),
+    ('space.created',               'space', 'Space created',                'Espacio creado'),
+    ('space.updated',               'space', 'Space updated',                'Espacio actualizado'),
+    ('type.created',                'space', 'Type created',                 'Tipo creado'),
+    ('type.deleted',                'space', 'Type deleted',                 'Tipo eliminado'),
+    ('type.updated',                'space', 'Type updated',                 'Tipo actualizado');
+
+-- ---------------------------------------------------------------------------
+-- C functions that the rest of the script relies on
+-- ---------------------------------------------------------------------------
+
+-- A Standard Webhooks secret: "whsec_" + base64 of 32 random bytes.
+CREATE FUNCTION webhooks.generate_secret()
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhooks_generate_secret'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new random signing secret in the Standard Webhooks format (whsec_...)';
+
+-- Standard Webhooks signature: "v1," + base64(HMAC-SHA256(secret, id.timestamp.body)).
+CREATE FUNCTION webhooks.sign(secret text, id text, "timestamp" bigint, body text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhooks_sign'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.sign(text, text, bigint, text) IS 'The webhook-signature value a receiver must compute for this id, timestamp and body';
+
+-- Tells every backend's capture cache that subscriptions, the switch or the
+-- tracked tables changed; sent at commit, like any cache invalidation.
+CREATE FUNCTION webhooks._invalidate_cache()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'webhooks_invalidate_cache'
+LANGUAGE C;
+
+-- ---------------------------------------------------------------------------
+-- The account-wide switch.  No row means off: the state after CREATE
+-- EXTENSION, and a row only exists once someone flipped the switch, so
+-- pg_dump can keep it without clashing with the install script.
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.settings (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    enabled     boolean NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhooks.settings IS 'Account-wide switch: no row or enabled = false means nothing is queued';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.settings', '');
+
+CREATE TRIGGER settings_invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhooks.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._invalidate_cache();
+
+CREATE FUNCTION webhooks.is_enabled()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT enabled FROM webhooks.settings), false) $$;
+COMMENT ON FUNCTION webhooks.is_enabled() IS 'Whether webhooks are switched on for the account';
+
+CREATE FUNCTION webhooks._set_enabled(on_off boolean)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO webhooks.settings (singleton, enabled) VALUES (true, on_off)
+    ON CONFLICT (singleton) DO UPDATE SET enabled = excluded.enabled, updated_at = now()
+$$;
+
+CREATE FUNCTION webhooks.enable()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhooks._set_enabled(true) $$;
+COMMENT ON FUNCTION webhooks.enable() IS 'Switch webhooks on for the account: CMS changes start being queued';
+
+CREATE FUNCTION webhooks.disable()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhooks._set_enabled(false) $$;
+COMMENT ON FUNCTION webhooks.disable() IS 'Switch webhooks off for the account: CMS changes are no longer queued';
+
+-- ---------------------------------------------------------------------------
+-- Webhooks (subscriptions)
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.webhooks (
+    id                bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name              text NOT NULL,
+    url               text NOT NULL,
+    events            text[] NOT NULL,
+    sites             bigint[],
+    spaces            bigint[],
+    headers           jsonb NOT NULL DEFAULT '{}',
+    secret            text NOT NULL,
+    previous_secret   text,
+    secret_rotated_at timestamptz,
+    enabled           boolean NOT NULL DEFAULT true,
+    disabled_reason   text,
+    disabled_at       timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhooks.webhooks IS 'Registered webhooks: where to POST which events; every write is validated by webhooks._validate_webhook()';
+COMMENT ON COLUMN webhooks.webhooks.events IS 'Event types: exact names, resource.* or *';
+COMMENT ON COLUMN webhooks.webhooks.sites IS 'Site ids whose site events are sent; NULL means all sites';
+COMMENT ON COLUMN webhooks.webhooks.spaces IS 'Space ids whose space events are sent; NULL means all spaces';
+COMMENT ON COLUMN webhooks.webhooks.headers IS 'Custom request headers, a JSON object of name: value strings';
+COMMENT ON COLUMN webhooks.webhooks.previous_secret IS 'The secret before the last rotation, still used to sign during webhooks.secret_overlap';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhooks_id_seq', '');
+
+-- Raises invalid_parameter_value (22023) with a hint; the one way the
+-- validation below reports a bad field.
+CREATE FUNCTION webhooks._invalid(message text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = message;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = message, HINT = hint;
+END
+$$;
+
+CREATE FUNCTION webhooks._check_url(url text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    authority text;
+BEGIN
+    IF length(url) > 2048 THEN
+        PERFORM webhooks._invalid(format('webhook URL is too long (%s characters)', length(url)),
+                                  'A webhook URL may have at most 2048 characters.');
+    END IF;
+    IF url ~ '[[:space:][:cntrl:]]' THEN
+        PERFORM webhooks._invalid('webhook URL must not contain spaces or control characters',
+                                  'Percent-encode spaces as %20.');
+    END IF;
+    IF url !~* '^https?://' THEN
+        PERFORM webhooks._invalid(format('webhook URL "%s" must use http or https', url),
+                                  'Use a URL such as https://example.com/hooks.');
+    END IF;
+    authority := substring(url FROM '^[A-Za-z]+://([^/?#]*)');
+    IF authority LIKE '%@%' THEN
+        PERFORM webhooks._invalid('webhook URL must not contain a user name or password',
+                                  'Send credentials in a custom header such as Authorization.');
+    END IF;
+    IF authority = '' OR authority ~ '^:' THEN
+        PERFORM webhooks._invalid(format('webhook URL "%s" has no host', url));
+    END IF;
+    IF authority ~ ':' AND authority !~ '^\[' AND authority !~ ':[0-9]{1,5}$' THEN
+        PERFORM webhooks._invalid(format('webhook URL "%s" has an invalid port', url));
+    END IF;
+    IF url LIKE '%#%' THEN
+        PERFORM webhooks._invalid('webhook URL must not contain a fragment (#)',
+                                  'Fragments are never sent to the server; remove it.');
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhooks._check_events(events text[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev text;
+BEGIN
+    IF events IS NULL OR cardinality(events) = 0 THEN
+        PERFORM webhooks._invalid('a webhook needs at least one event',
+                                  'List event types such as ''{page.published}'', ''{page.*}'' or ''{*}''.');
+    END IF;
+    IF array_ndims(events) > 1 THEN
+        PERFORM webhooks._invalid('events must be a one-dimensional array');
+    END IF;
+    FOREACH ev IN ARRAY events LOOP
+        IF ev IS NULL OR ev = '' THEN
+            PERFORM webhooks._invalid('events must not contain NULL or empty entries');
+        END IF;
+        CONTINUE WHEN ev = '*';
+        IF ev LIKE '%.*' THEN
+            CONTINUE WHEN EXISTS (SELECT 1 FROM webhooks.event_types t
+                                  WHERE t.resource = left(ev, -2));
+            PERFORM webhooks._invalid(format('unknown event resource "%s"', ev),
+                                      'SELECT DISTINCT resource FROM webhooks.event_types lists the resources.');
+        END IF;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM webhooks.event_types t WHERE t.name = ev);
+        PERFORM webhooks._invalid(format('unknown event type "%s"', ev),
+                                  'SELECT name FROM webhooks.event_types lists the event types.');
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhooks._check_ids(ids bigint[], what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    IF cardinality(ids) = 0 THEN
+        PERFORM webhooks._invalid(format('%s must not be an empty array', what),
+                                  format('Use NULL for all %s.', what));
+    END IF;
+    IF array_ndims(ids) > 1 THEN
+        PERFORM webhooks._invalid(format('%s must be a one-dimensional array', what));
+    END IF;
+    IF array_position(ids, NULL) IS NOT NULL THEN
+        PERFORM webhooks._invalid(format('%s must not contain NULL', what));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhooks._check_headers(headers jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+BEGIN
+    IF jsonb_typeof(headers) <> 'object' THEN
+        PERFORM webhooks._invalid('headers must be a JSON object',
+                                  'Use an object such as ''{"Authorization": "Bearer ..."}''.');
+    END IF;
+    IF length(headers::text) > 8192 THEN
+        PERFORM webhooks._invalid('custom headers are too large',
+                                  'All custom headers together may take at most 8192 bytes.');
+    END IF;
+    FOR h IN SELECT key, value FROM jsonb_each(headers) LOOP
+        IF h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+            PERFORM webhooks._invalid(format('invalid header name "%s"', h.key),
+                                      'Header names are letters, digits and !#$%&''*+.^_`|~- only.');
+        END IF;
+        IF lower(h.key) IN ('content-type', 'content-length', 'user-agent', 'host',
+                            'transfer-encoding', 'connection', 'expect')
+           OR lower(h.key) LIKE 'webhook-%' THEN
+            PERFORM webhooks._invalid(format('header "%s" is set by pg-webhooks and cannot be overridden', h.key),
+                                      'Content-Type, User-Agent and the webhook-* headers are part of the delivery.');
+        END IF;
+        IF jsonb_typeof(h.value) <> 'string' THEN
+            PERFORM webhooks._invalid(format('value of header "%s" must be a string', h.key));
+        END IF;
+        IF (h.value #>> '{}') ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' THEN
+            PERFORM webhooks._invalid(format('value of header "%s" must not contain line breaks or control characters', h.key));
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhooks._check_secret(secret text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_length int;
+BEGIN
+    IF secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' OR length(secret) % 4 <> 2 THEN
+        PERFORM webhooks._invalid('secret must be "whsec_" followed by base64',
+                                  'Leave the secret NULL to have one generated.');
+    END IF;
+    key_length := length(decode(substr(secret, 7), 'base64'));
+    IF key_length < 24 OR key_length > 64 THEN
+        PERFORM webhooks._invalid(format('secret key must be 24 to 64 bytes, not %s', key_length),
+                                  'Leave the secret NULL to have one generated.');
+    END IF;
+END
+$$;
+
+-- The one set of rules for a webhook row, whether written by
+-- create_webhook(), rotate_secret() or a plain INSERT/UPDATE in psql.
+CREATE FUNCTION webhooks._validate_webhook()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.name IS NULL OR NEW.url IS NULL OR NEW.events IS NULL OR NEW.enabled IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'not_null_violation',
+            MESSAGE = format('webhook %s must not be null',
+                             CASE WHEN NEW.name IS NULL THEN 'name'
+                                  WHEN NEW.url IS NULL THEN 'url'
+                                  WHEN NEW.events IS NULL THEN 'events'
+                                  ELSE 'enabled' END);
+    END IF;
+    IF btrim(NEW.name) = '' OR length(NEW.name) > 200 THEN
+        PERFORM webhooks._invalid('webhook name must have 1 to 200 characters');
+    END IF;
+    PERFORM webhooks._check_url(NEW.url);
+    PERFORM webhooks._check_events(NEW.events);
+    PERFORM webhooks._check_ids(NEW.sites, 'sites');
+    PERFORM webhooks._check_ids(NEW.spaces, 'spaces');
+    NEW.headers := coalesce(NEW.headers, '{}');
+    PERFORM webhooks._check_headers(NEW.headers);
+
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.id IS DISTINCT FROM OLD.id THEN
+            PERFORM webhooks._invalid('the id of a webhook cannot be changed');
+        END IF;
+        NEW.created_at := OLD.created_at;
+        NEW.updated_at := now();
+        -- A new secret keeps the old one for the overlap window, so
+        -- receivers can switch over without dropping deliveries.
+        IF NEW.secret IS NULL OR NEW.secret IS DISTINCT FROM OLD.secret THEN
+            NEW.previous_secret := OLD.secret;
+            NEW.secret_rotated_at := now();
+        END IF;
+        IF NEW.enabled AND NOT OLD.enabled THEN
+            NEW.disabled_reason := NULL;
+            NEW.disabled_at := NULL;
+        ELSIF OLD.enabled AND NOT NEW.enabled THEN
+            NEW.disabled_at := coalesce(NEW.disabled_at, now());
+            NEW.disabled_reason := coalesce(NEW.disabled_reason, 'disabled by ' || current_user);
+        END IF;
+    END IF;
+    NEW.secret := coalesce(NEW.secret, webhooks.generate_secret());
+    PERFORM webhooks._check_secret(NEW.secret);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER webhooks_validate
+    BEFORE INSERT OR UPDATE ON webhooks.webhooks
+    FOR EACH ROW EXECUTE FUNCTION webhooks._validate_webhook();
+
+CREATE TRIGGER webhooks_invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhooks.webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._invalidate_cache();
+
+CREATE FUNCTION webhooks.create_webhook(
+    name    text,
+    url     text,
+    events  text[],
+    sites   bigint[] DEFAULT NULL,
+    spaces  bigint[] DEFAULT NULL,
+    headers jsonb DEFAULT '{}',
+    secret  text DEFAULT NULL,
+    enabled boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    INSERT INTO webhooks.webhooks AS w (name, url, events, sites, spaces, headers, secret, enabled)
+    VALUES (create_webhook.name, create_webhook.url, create_webhook.events,
+            create_webhook.sites, create_webhook.spaces, create_webhook.headers,
+            create_webhook.secret, create_webhook.enabled)
+    RETURNING w.id INTO new_id;
+    IF NOT webhooks.is_enabled() THEN
+        RAISE NOTICE 'webhooks are switched off for this account, so webhook % will not fire yet', new_id
+            USING HINT = 'Run SELECT webhooks.enable(); to switch them on.';
+    END IF;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION webhooks.create_webhook(text, text, text[], bigint[], bigint[], jsonb, text, boolean)
+    IS 'Register a webhook; returns its id. A NULL secret is generated.';
+
+CREATE FUNCTION webhooks._webhook_not_found(webhook_id bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+        MESSAGE = format('webhook %s does not exist', webhook_id),
+        HINT = 'SELECT id, name FROM webhooks.webhooks lists the webhooks.';
+END
+$$;
+
+CREATE FUNCTION webhooks.delete_webhook(id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM webhooks.webhooks w WHERE w.id = delete_webhook.id;
+    IF NOT FOUND THEN
+        PERFORM webhooks._webhook_not_found(delete_webhook.id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION webhooks.delete_webhook(bigint) IS 'Delete a webhook';
+
+CREATE FUNCTION webhooks.rotate_secret(id bigint)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_secret text;
+BEGIN
+    UPDATE webhooks.webhooks w SET secret = NULL
+    WHERE w.id = rotate_secret.id
+    RETURNING w.secret INTO new_secret;
+    IF NOT FOUND THEN
+        PERFORM webhooks._webhook_not_found(rotate_secret.id);
+    END IF;
+    RETURN new_secret;
+END
+$$;
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint)
+    IS 'Give a webhook a new secret; the old one keeps signing too during webhooks.secret_overlap';
+
+-- ---------------------------------------------------------------------------
+-- The queue: one row per captured change, however many webhooks match.
+-- webhook_ids records which webhooks matched when the change committed;
+-- the delivery worker fans an event out into one delivery per webhook.
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.events (
+    id            uuid PRIMARY KEY,
+    type          text NOT NULL,
+    site_id       bigint,
+    space_id      bigint,
+    webhook_ids   bigint[] NOT NULL,
+    payload       json NOT NULL,
+    test          boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    dispatched_at timestamptz
+);
+COMMENT ON TABLE webhooks.events IS 'Captured events; payload is the exact JSON body that is POSTed';
+COMMENT ON COLUMN webhooks.events.webhook_ids IS 'The webhooks that matched the event when it was captured';
+COMMENT ON COLUMN webhooks.events.dispatched_at IS 'When the worker turned the event into deliveries; NULL while queued';
+CREATE INDEX events_undispatched_idx ON webhooks.events (created_at) WHERE dispatched_at IS NULL;
+
+-- ---------------------------------------------------------------------------
+-- Capture
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.tracked_tables (
+    tbl           regclass PRIMARY KEY,
+    resource      text NOT NULL,
+    site_column   name,
+    space_column  name,
+    transitions   jsonb NOT NULL DEFAULT '{}',
+    exclude       name[] NOT NULL DEFAULT '{}',
+    tracked_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhooks.tracked_tables IS 'CMS tables whose changes fire events (see webhooks.track)';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.tracked_tables', '');
+
+CREATE TRIGGER tracked_tables_invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhooks.tracked_tables
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._invalidate_cache();
+
+-- The capture trigger (C).  It reads its configuration from tracked_tables.
+CREATE FUNCTION webhooks._capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'webhooks_capture'
+LANGUAGE C;
+
+CREATE FUNCTION webhooks._trigger_name()
+RETURNS name
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'webhooks_capture'::name $$;
+
+CREATE FUNCTION webhooks._check_column(tbl regclass, col name, purpose text, integer_only boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col_type regtype;
+BEGIN
+    SELECT a.atttypid::regtype INTO col_type
+    FROM pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of table %s does not exist', col, tbl),
+            DETAIL = format('It was given as the %s.', purpose);
+    END IF;
+    IF integer_only AND col_type NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('column "%s" of table %s has type %s, not an integer type', col, tbl, col_type),
+            DETAIL = format('The %s must be smallint, integer or bigint.', purpose);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhooks.track(
+    tbl          regclass,
+    resource     text,
+    site_column  name DEFAULT NULL,
+    space_column name DEFAULT NULL,
+    transitions  jsonb DEFAULT '{}',
+    exclude      name[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    res_scope  text;
+    t          record;
+    m          record;
+    col        name;
+    site_col   name := site_column;
+    space_col  name := space_column;
+BEGIN
+    IF tbl IS NULL OR resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'table and resource must not be null';
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is not a table', tbl),
+            HINT = 'Only ordinary and partitioned tables can be tracked; track the table behind a view.';
+    END IF;
+    SELECT min(e.scope) INTO res_scope FROM webhooks.event_types e WHERE e.resource = track.resource;
+    IF res_scope IS NULL THEN
+        PERFORM webhooks._invalid(format('unknown resource "%s"', resource),
+                                  'SELECT DISTINCT resource FROM webhooks.event_types lists the resources.');
+    END IF;
+
+    -- Where the event's site or space id comes from: the given column,
+    -- else site_id/space_id, else id for the site and space resources.
+    IF res_scope = 'site' THEN
+        IF space_col IS NOT NULL THEN
+            PERFORM webhooks._invalid(format('resource "%s" belongs to sites and takes no space column', resource));
+        END IF;
+        site_col := coalesce(site_col, CASE WHEN resource = 'site' THEN 'id' ELSE 'site_id' END);
+        PERFORM webhooks._check_column(tbl, site_col, 'site column', true);
+    ELSE
+        IF site_col IS NOT NULL THEN
+            PERFORM webhooks._invalid(format('resource "%s" belongs to spaces and takes no site column', resource));
+        END IF;
+        space_col := coalesce(space_col, CASE WHEN resource = 'space' THEN 'id' ELSE 'space_id' END);
+        PERFORM webhooks._check_column(tbl, space_col, 'space column', true);
+    END IF;
+
+    transitions := coalesce(transitions, '{}');
+    IF jsonb_typeof(transitions) <> 'object' THEN
+        PERFORM webhooks._invalid('transitions must be a JSON object mapping columns to {value: action}',
+                                  'For example ''{"status": {"published": "published"}}''.');
+    END IF;
+    FOR t IN SELECT key, value FROM jsonb_each(transitions) LOOP
+        PERFORM webhooks._check_column(tbl, t.key::name, 'transition column', false);
+        IF jsonb_typeof(t.value) <> 'object' OR t.value = '{}' THEN
+            PERFORM webhooks._invalid(format('transition of column "%s" must be a non-empty JSON object of value: action', t.key));
+        END IF;
+        FOR m IN SELECT key, value FROM jsonb_each(t.value) LOOP
+            IF jsonb_typeof(m.value) <> 'string' THEN
+                PERFORM webhooks._invalid(format('action for value "%s" of column "%s" must be a string', m.key, t.key));
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM webhooks.event_types e
+                           WHERE e.name = resource || '.' || (m.value #>> '{}')) THEN
+                PERFORM webhooks._invalid(format('event type "%s.%s" does not exist', resource, m.value #>> '{}'),
+                                          format('SELECT action FROM webhooks.event_types WHERE resource = %L lists the actions.', resource));
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    exclude := coalesce(exclude, '{}');
+    IF array_position(exclude, NULL) IS NOT NULL THEN
+        PERFORM webhooks._invalid('exclude must not contain NULL');
+    END IF;
+    FOREACH col IN ARRAY exclude LOOP
+        PERFORM webhooks._check_column(tbl, col, 'excluded column', false);
+    END LOOP;
+
+    INSERT INTO webhooks.tracked_tables AS tt (tbl, resource, site_column, space_column, transitions, exclude)
+    VALUES (track.tbl, track.resource, site_col, space_col, track.transitions, track.exclude)
+    ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+        SET resource = excluded.resource, site_column = excluded.site_column,
+            space_column = excluded.space_column, transitions = excluded.transitions,
+            exclude = excluded.exclude, tracked_at = now();
+
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', webhooks._trigger_name(), tbl);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION webhooks._capture()',
+                   webhooks._trigger_name(), tbl);
+END
+$$;
+COMMENT ON FUNCTION webhooks.track(regclass, text, name, name, jsonb, name[])
+    IS 'Fire events for the changes of a CMS table';
+
+CREATE FUNCTION webhooks.untrack(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM webhooks.tracked_tables tt WHERE tt.tbl = untrack.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('table %s is not tracked', tbl),
+            HINT = 'SELECT tbl FROM webhooks.tracked_tables lists the tracked tables.';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', webhooks._trigger_name(), tbl);
+END
+$$;
+COMMENT ON FUNCTION webhooks.untrack(regclass) IS 'Stop firing events for a CMS table';
+
+-- A dropped CMS table leaves no configuration behind.
+CREATE FUNCTION webhooks._forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM webhooks.tracked_tables
+    WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                       WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+
+CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION webhooks._forget_dropped_tables();
+
+CREATE FUNCTION webhooks.emit(event_type text, data jsonb, site_id bigint DEFAULT NULL, space_id bigint DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'webhooks_emit'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION webhooks.emit(text, jsonb, bigint, bigint)
+    IS 'Queue an event that is not a row change (login, logout, widget cloned, ...); returns its id, or NULL when no webhook wants it';
+
+-- ---------------------------------------------------------------------------
+-- Views for psql
+-- ---------------------------------------------------------------------------
+CREATE VIEW webhooks.active AS
+SELECT w.id, w.name, w.url, w.events, w.sites, w.spaces, w.created_at
+FROM webhooks.webhooks w
+WHERE w.enabled AND webhooks.is_enabled()
+ORDER BY w.id;
+COMMENT ON VIEW webhooks.active IS 'The webhooks that fire now: enabled, with the account switch on';
+
+-- ---------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; webhooks_admin manages webhooks.
+-- The capture trigger enqueues with the extension owner's rights, so CMS
+-- roles need no rights here at all.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA webhooks TO webhooks_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
+GRANT INSERT, UPDATE, DELETE ON webhooks.webhooks, webhooks.tracked_tables TO webhooks_admin;
+GRANT INSERT, UPDATE ON webhooks.settings TO webhooks_admin;
+GRANT USAGE ON SEQUENCE webhooks.webhooks_id_seq TO webhooks_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
