@@ -34,7 +34,7 @@ UPDATE cms.themes SET status = 'installed' WHERE id = 1;                        
 UPDATE cms.themes SET settings = '{"primary": "#0055ff"}' WHERE id = 1;                  -- theme.updated
 SELECT cms.reset_theme(1);                                                                -- theme.reset (+ theme.updated)
 
-INSERT INTO cms.widgets (id, site_id, name) VALUES (1, 1, 'Hero banner');                 -- widget.created
+INSERT INTO cms.widgets (site_id, name) VALUES (1, 'Hero banner');                           -- widget.created
 UPDATE cms.widgets SET config = '{"image": "hero.png"}' WHERE id = 1;                     -- widget.updated
 UPDATE cms.widgets SET status = 'in_review' WHERE id = 1;                                 -- widget.review_requested
 UPDATE cms.widgets SET status = 'approved' WHERE id = 1;                                  -- widget.approved

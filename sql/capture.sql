@@ -1,4 +1,6 @@
 -- Capture: which changes queue which events, with which payload.
+-- webhook ids in the output start at 1 whatever ran before
+SELECT setval('webhooks.webhooks_id_seq', 1, false) IS NOT NULL AS ids_reset;
 \set VERBOSITY default
 SET client_min_messages = notice;
 

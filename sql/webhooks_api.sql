@@ -1,5 +1,7 @@
 -- Webhook management: create, validate, rotate, delete; one set of rules
 -- whether through the functions or plain SQL on webhooks.webhooks.
+-- webhook ids in the output start at 1 whatever ran before
+SELECT setval('webhooks.webhooks_id_seq', 1, false) IS NOT NULL AS ids_reset;
 \set VERBOSITY default
 SET client_min_messages = notice;
 

@@ -87,8 +87,15 @@ capture_invalidate(Datum arg, Oid relid)
 		tc->valid = false;
 }
 
+/* May run in the postmaster (shared_preload_libraries): no allocation here. */
 void
 webhooks_capture_init(void)
+{
+	CacheRegisterRelcacheCallback(capture_invalidate, (Datum) 0);
+}
+
+static void
+create_table_cache(void)
 {
 	HASHCTL		ctl;
 
@@ -98,7 +105,6 @@ webhooks_capture_init(void)
 	ctl.hcxt = CacheMemoryContext;
 	table_cache = hash_create("webhooks tracked tables", 32, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	CacheRegisterRelcacheCallback(capture_invalidate, (Datum) 0);
 }
 
 /* "<resource>.<action>" if the catalog has it, else NULL. */
@@ -308,6 +314,8 @@ table_capture_for(Relation rel)
 	bool		found;
 	TableCapture *tc;
 
+	if (table_cache == NULL)
+		create_table_cache();
 	tc = hash_search(table_cache, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
