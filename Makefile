@@ -5,8 +5,10 @@
 
 EXTENSION   = webhooks
 MODULE_big  = webhooks
-OBJS        = src/webhooks.o src/subscriptions.o src/capture.o src/payload.o \
-              src/queue.o src/signature.o
+OBJS        = src/webhooks.o src/settings.o src/subscriptions.o src/capture.o \
+              src/payload.o src/queue.o src/signature.o src/http.o src/launcher.o \
+              src/worker.o
+SHLIB_LINK  = -lcurl
 DATA        = sql/webhooks--0.1.0.sql
 REGRESS     = catalog webhooks_api capture cms security signature
 REGRESS_OPTS = --load-extension=webhooks
@@ -17,3 +19,6 @@ PG_CFLAGS  += -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track headers: every object depends on ours.
+$(OBJS): src/webhooks.h src/http.h

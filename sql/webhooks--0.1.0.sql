@@ -703,14 +703,276 @@ COMMENT ON FUNCTION webhooks.emit(text, jsonb, bigint, bigint)
     IS 'Queue an event that is not a row change (login, logout, widget cloned, ...); returns its id, or NULL when no webhook wants it';
 
 -- ---------------------------------------------------------------------------
+-- Delivery: one row per (event, webhook), written by the worker when it
+-- fans an event out; every attempt is kept in attempts.
+--   pending    waiting for its next attempt (next_attempt_at)
+--   sending    claimed by the worker; next_attempt_at is the lease: if the
+--              worker dies, the delivery is sent again once it runs out
+--   succeeded  a 2xx answer
+--   failed     retries exhausted, or 410 Gone
+--   cancelled  its webhook was disabled or deleted before it could be sent
+-- ---------------------------------------------------------------------------
+CREATE TABLE webhooks.deliveries (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id        uuid NOT NULL,
+    webhook_id      bigint NOT NULL,
+    status          text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sending', 'succeeded', 'failed', 'cancelled')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_attempt_at timestamptz,
+    last_status     integer,
+    last_error      text,
+    redelivery_of   bigint,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz
+);
+COMMENT ON TABLE webhooks.deliveries IS 'One delivery of an event to a webhook, with its state';
+-- claiming: due deliveries in due order, without scanning the finished ones
+CREATE INDEX deliveries_due_idx ON webhooks.deliveries (next_attempt_at)
+    WHERE status IN ('pending', 'sending');
+CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
+CREATE INDEX deliveries_webhook_idx ON webhooks.deliveries (webhook_id, created_at);
+-- pruning after webhooks.retention
+CREATE INDEX deliveries_finished_idx ON webhooks.deliveries (finished_at)
+    WHERE finished_at IS NOT NULL;
+
+CREATE TABLE webhooks.attempts (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id   bigint NOT NULL,
+    attempt       integer NOT NULL,
+    started_at    timestamptz NOT NULL,
+    duration_ms   double precision,
+    http_status   integer,
+    error         text,
+    response_body text
+);
+COMMENT ON TABLE webhooks.attempts IS 'Every HTTP attempt: when, how long, the status or the error, the first 4 KB of the response';
+CREATE INDEX attempts_delivery_idx ON webhooks.attempts (delivery_id);
+
+-- Per-webhook health, kept up to date by the worker (not in webhooks.webhooks,
+-- whose every change makes all backends reload their capture cache).
+CREATE TABLE webhooks.webhook_health (
+    webhook_id           bigint PRIMARY KEY,
+    last_success_at      timestamptz,
+    last_failure_at      timestamptz,
+    failing_since        timestamptz,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    last_status          integer,
+    last_error           text
+);
+COMMENT ON TABLE webhooks.webhook_health IS 'Last outcome of each webhook and how long it has been failing';
+
+-- A version 7 UUID (time-ordered), as event ids are.
+CREATE FUNCTION webhooks._new_event_id()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'webhooks_new_event_id_sql'
+LANGUAGE C VOLATILE;
+
+-- The smallest version 7 UUID of a time: events before it sort below it,
+-- so the primary key finds old events without another index.
+CREATE FUNCTION webhooks._event_id_floor(ts timestamptz)
+RETURNS uuid
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
+$$;
+
+-- Realistic fake data for a test notification of a resource.
+CREATE FUNCTION webhooks._sample_data(resource text, site_id bigint, space_id bigint)
+RETURNS json
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE resource
+        WHEN 'site' THEN json_build_object('id', coalesce(site_id, 1), 'name', 'Acme', 'host', 'acme.example',
+                                           'enabled', true, 'visibility', 'visible')
+        WHEN 'page' THEN json_build_object('id', 101, 'site_id', coalesce(site_id, 1), 'title', 'Summer sale',
+                                           'slug', 'summer-sale', 'status', 'published')
+        WHEN 'navigation' THEN json_build_object('id', 7, 'site_id', coalesce(site_id, 1), 'name', 'Main menu',
+                                                 'items', json_build_array(json_build_object('label', 'Home', 'href', '/')))
+        WHEN 'template' THEN json_build_object('id', 12, 'site_id', coalesce(site_id, 1), 'name', 'Article',
+                                               'status', 'approved')
+        WHEN 'theme' THEN json_build_object('id', 3, 'site_id', coalesce(site_id, 1), 'name', 'Dynamic',
+                                            'status', 'installed')
+        WHEN 'widget' THEN json_build_object('id', 55, 'site_id', coalesce(site_id, 1), 'name', 'Hero banner',
+                                             'status', 'published')
+        WHEN 'form_response' THEN json_build_object('id', 900, 'form_id', 4, 'site_id', coalesce(site_id, 1),
+                                                    'answers', json_build_object('email', 'ana@example.com'))
+        WHEN 'profile' THEN json_build_object('id', 31, 'site_id', coalesce(site_id, 1),
+                                              'email', 'ana@example.com', 'display_name', 'Ana')
+        WHEN 'session' THEN json_build_object('session_id', 77, 'profile_id', 31)
+        WHEN 'space' THEN json_build_object('id', coalesce(space_id, 1), 'name', 'Blog', 'locale', 'en')
+        WHEN 'type' THEN json_build_object('id', 2, 'space_id', coalesce(space_id, 1), 'name', 'Post')
+        WHEN 'category' THEN json_build_object('id', 5, 'space_id', coalesce(space_id, 1), 'name', 'News')
+        WHEN 'entry' THEN json_build_object('id', 1001, 'space_id', coalesce(space_id, 1), 'type_id', 2,
+                                            'title', 'Hello world', 'status', 'published')
+        ELSE json_build_object('id', 1)
+    END
+$$;
+
+CREATE FUNCTION webhooks.send_test(webhook_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w          webhooks.webhooks;
+    ev_type    webhooks.event_types;
+    ev_id      uuid := webhooks._new_event_id();
+    ev_site    bigint;
+    ev_space   bigint;
+    body       text;
+    delivery   bigint;
+BEGIN
+    SELECT * INTO w FROM webhooks.webhooks WHERE id = send_test.webhook_id;
+    IF NOT FOUND THEN
+        PERFORM webhooks._webhook_not_found(send_test.webhook_id);
+    END IF;
+    -- the first event type the webhook subscribes to, patterns resolved in catalog order
+    SELECT t.* INTO ev_type
+    FROM unnest(w.events) WITH ORDINALITY AS p(pattern, n)
+    JOIN webhooks.event_types t
+      ON p.pattern = '*' OR t.name = p.pattern OR (p.pattern LIKE '%.*' AND t.resource = left(p.pattern, -2))
+    ORDER BY p.n, t.name
+    LIMIT 1;
+    IF ev_type.scope = 'site' THEN
+        ev_site := coalesce(w.sites[1], 1);
+    ELSE
+        ev_space := coalesce(w.spaces[1], 1);
+    END IF;
+    body := json_build_object(
+        'id', ev_id,
+        'type', ev_type.name,
+        'timestamp', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'site_id', ev_site,
+        'space_id', ev_space,
+        'data', webhooks._sample_data(ev_type.resource, ev_site, ev_space),
+        'test', true)::text;
+    INSERT INTO webhooks.events (id, type, site_id, space_id, webhook_ids, payload, test, dispatched_at)
+    VALUES (ev_id, ev_type.name, ev_site, ev_space, ARRAY[w.id], body::json, true, now());
+    INSERT INTO webhooks.deliveries (event_id, webhook_id) VALUES (ev_id, w.id)
+    RETURNING id INTO delivery;
+    PERFORM webhooks._wake_worker();
+    RETURN delivery;
+END
+$$;
+COMMENT ON FUNCTION webhooks.send_test(bigint)
+    IS 'Send a test notification with fake data to a webhook (even while webhooks are switched off); returns the delivery id';
+
+CREATE FUNCTION webhooks.redeliver(delivery_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d        webhooks.deliveries;
+    new_id   bigint;
+BEGIN
+    SELECT * INTO d FROM webhooks.deliveries WHERE id = redeliver.delivery_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+            MESSAGE = format('delivery %s does not exist', redeliver.delivery_id),
+            HINT = 'SELECT * FROM webhooks.delivery_log lists recent deliveries.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = d.webhook_id AND w.enabled) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('webhook %s of delivery %s is disabled or deleted', d.webhook_id, d.id),
+            HINT = 'Enable the webhook first: UPDATE webhooks.webhooks SET enabled = true WHERE id = ...';
+    END IF;
+    INSERT INTO webhooks.deliveries (event_id, webhook_id, redelivery_of)
+    VALUES (d.event_id, d.webhook_id, d.id)
+    RETURNING id INTO new_id;
+    PERFORM webhooks._wake_worker();
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION webhooks.redeliver(bigint)
+    IS 'Send a past delivery again, with the same webhook-id; returns the new delivery id';
+
+-- ---------------------------------------------------------------------------
+-- The worker
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION webhooks._wake_worker()
+RETURNS void
+AS 'MODULE_PATHNAME', 'webhooks_wake_worker_sql'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION webhooks.worker_status(OUT preloaded boolean, OUT worker_pid integer)
+AS 'MODULE_PATHNAME', 'webhooks_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION webhooks.worker_status()
+    IS 'Whether the delivery worker can run (webhooks in shared_preload_libraries) and its pid in this database';
+
+-- Tell the launcher that this database now has the extension.
+SELECT webhooks._wake_worker();
+
+-- ---------------------------------------------------------------------------
 -- Views for psql
 -- ---------------------------------------------------------------------------
 CREATE VIEW webhooks.active AS
-SELECT w.id, w.name, w.url, w.events, w.sites, w.spaces, w.created_at
+SELECT w.id, w.name, w.url, w.events, w.sites, w.spaces, w.created_at,
+       CASE WHEN h.webhook_id IS NULL THEN 'no deliveries yet'
+            WHEN h.failing_since IS NULL THEN 'ok'
+            ELSE 'failing' END AS last_status,
+       greatest(h.last_success_at, h.last_failure_at) AS last_delivery_at,
+       h.last_status AS last_http_status,
+       h.last_error
 FROM webhooks.webhooks w
+LEFT JOIN webhooks.webhook_health h ON h.webhook_id = w.id
 WHERE w.enabled AND webhooks.is_enabled()
 ORDER BY w.id;
-COMMENT ON VIEW webhooks.active IS 'The webhooks that fire now: enabled, with the account switch on';
+COMMENT ON VIEW webhooks.active IS 'The webhooks that fire now (enabled, with the account switch on) and how their last delivery went';
+
+CREATE VIEW webhooks.delivery_log AS
+SELECT d.id, d.created_at, e.type AS event_type, d.event_id, d.webhook_id, w.name AS webhook,
+       d.status, d.attempts, d.last_status AS http_status, d.last_error AS error,
+       d.next_attempt_at, d.finished_at, e.test, d.redelivery_of,
+       (SELECT json_agg(json_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                          'duration_ms', round(a.duration_ms::numeric, 1),
+                                          'http_status', a.http_status, 'error', a.error)
+                        ORDER BY a.attempt, a.id)
+        FROM webhooks.attempts a WHERE a.delivery_id = d.id) AS attempt_history
+FROM webhooks.deliveries d
+JOIN webhooks.events e ON e.id = d.event_id
+LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id
+ORDER BY d.id DESC;
+COMMENT ON VIEW webhooks.delivery_log IS 'Deliveries, newest first, with every attempt';
+
+CREATE VIEW webhooks.attempt_log AS
+SELECT a.id, a.started_at, a.delivery_id, d.webhook_id, w.name AS webhook, e.type AS event_type,
+       d.event_id, a.attempt, round(a.duration_ms::numeric, 1) AS duration_ms, a.http_status,
+       a.error, a.response_body
+FROM webhooks.attempts a
+JOIN webhooks.deliveries d ON d.id = a.delivery_id
+JOIN webhooks.events e ON e.id = d.event_id
+LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id
+ORDER BY a.id DESC;
+COMMENT ON VIEW webhooks.attempt_log IS 'Every HTTP attempt, newest first, with the response excerpt';
+
+CREATE VIEW webhooks.webhook_stats AS
+SELECT w.id AS webhook_id, w.name, w.enabled,
+       count(d.id) FILTER (WHERE d.status = 'succeeded') AS succeeded,
+       count(d.id) FILTER (WHERE d.status = 'failed') AS failed,
+       count(d.id) FILTER (WHERE d.status IN ('pending', 'sending')) AS pending,
+       count(d.id) FILTER (WHERE d.status = 'cancelled') AS cancelled,
+       round(100.0 * count(d.id) FILTER (WHERE d.status = 'succeeded')
+             / nullif(count(d.id) FILTER (WHERE d.status IN ('succeeded', 'failed')), 0), 1) AS success_rate,
+       (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms)::numeric, 1)
+        FROM webhooks.attempts a JOIN webhooks.deliveries d2 ON d2.id = a.delivery_id
+        WHERE d2.webhook_id = w.id AND a.duration_ms IS NOT NULL) AS p50_ms,
+       (SELECT round(percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms)::numeric, 1)
+        FROM webhooks.attempts a JOIN webhooks.deliveries d2 ON d2.id = a.delivery_id
+        WHERE d2.webhook_id = w.id AND a.duration_ms IS NOT NULL) AS p95_ms,
+       h.last_success_at, h.last_failure_at, h.failing_since, h.consecutive_failures, h.last_error,
+       w.disabled_reason
+FROM webhooks.webhooks w
+LEFT JOIN webhooks.deliveries d ON d.webhook_id = w.id
+LEFT JOIN webhooks.webhook_health h ON h.webhook_id = w.id
+GROUP BY w.id, h.webhook_id
+ORDER BY w.id;
+COMMENT ON VIEW webhooks.webhook_stats IS 'Per webhook: deliveries by status, success rate, latency percentiles, last error';
 
 -- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; webhooks_admin manages webhooks.
@@ -727,3 +989,4 @@ GRANT INSERT, UPDATE, DELETE ON webhooks.webhooks, webhooks.tracked_tables TO we
 GRANT INSERT, UPDATE ON webhooks.settings TO webhooks_admin;
 GRANT USAGE ON SEQUENCE webhooks.webhooks_id_seq TO webhooks_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
+GRANT INSERT ON webhooks.events, webhooks.deliveries TO webhooks_admin;

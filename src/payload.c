@@ -173,6 +173,18 @@ webhooks_new_event_id(pg_uuid_t *id)
 	id->data[8] = (id->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
 }
 
+PG_FUNCTION_INFO_V1(webhooks_new_event_id_sql);
+
+/* webhooks._new_event_id() → a version 7 UUID, as the capture path makes. */
+Datum
+webhooks_new_event_id_sql(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	webhooks_new_event_id(id);
+	PG_RETURN_UUID_P(id);
+}
+
 /* ISO 8601 in UTC with microseconds, e.g. "2026-12-04T21:02:42.123456Z". */
 void
 webhooks_append_timestamp(StringInfo buf, TimestampTz ts)

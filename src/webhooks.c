@@ -20,6 +20,8 @@ _PG_init(void)
 	/* pg_upgrade loads libraries to check them; do nothing then */
 	if (IsBinaryUpgrade)
 		return;
+	webhooks_settings_init();
 	webhooks_subscriptions_init();
 	webhooks_capture_init();
+	webhooks_launcher_init();
 }

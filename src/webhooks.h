@@ -52,6 +52,43 @@ typedef struct WebhooksOwnerState
 	int			save_nestlevel;
 } WebhooksOwnerState;
 
+/* settings.c: the webhooks.* GUCs */
+#define WEBHOOKS_MAX_RETRIES  32
+#define WEBHOOKS_MAX_NETWORKS 64
+
+typedef struct WebhooksRetrySchedule
+{
+	int			nretries;
+	int64		delays_ms[WEBHOOKS_MAX_RETRIES];
+} WebhooksRetrySchedule;
+
+typedef struct WebhooksNetwork
+{
+	int			family;			/* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int			bits;
+} WebhooksNetwork;
+
+typedef struct WebhooksNetworkList
+{
+	int			n;
+	WebhooksNetwork nets[WEBHOOKS_MAX_NETWORKS];
+} WebhooksNetworkList;
+
+extern int	webhooks_max_connections;
+extern int	webhooks_timeout_ms;
+extern int	webhooks_connect_timeout_ms;
+extern int	webhooks_batch_size;
+extern int	webhooks_retention_s;
+extern int	webhooks_secret_overlap_s;
+extern int	webhooks_disable_after_s;
+extern int	webhooks_disable_min_attempts;
+extern int	webhooks_launcher_naptime_ms;
+extern char *webhooks_ca_file;
+extern WebhooksRetrySchedule *webhooks_retry_schedule;
+extern WebhooksNetworkList *webhooks_allowed_networks;
+extern void webhooks_settings_init(void);
+
 /* subscriptions.c: per-backend cache of the switch, catalog and webhooks */
 extern void webhooks_subscriptions_init(void);
 extern bool webhooks_switch_on(void);
@@ -104,7 +141,60 @@ extern int	webhooks_secret_key(const char *secret, uint8 **key);
 extern char *webhooks_signature(const uint8 *key, int keylen, const char *id,
 								int64 timestamp, const char *body, size_t bodylen);
 
-/* queue.c: writing events */
+/* One claimed delivery, as the worker sends it. */
+typedef struct WebhooksClaim
+{
+	int64		delivery_id;
+	int64		webhook_id;
+	int			attempt;
+	char	   *event_id;
+	char	   *payload;
+	bool		webhook_exists;
+	bool		webhook_enabled;
+	char	   *url;
+	int			nheaders;
+	char	  **headers;		/* "Name: value" */
+	char	   *secret;
+	char	   *previous_secret;	/* NULL unless within webhooks.secret_overlap */
+	int64		timestamp;		/* webhook-timestamp of this attempt */
+	char	   *signature;		/* the webhook-signature header line */
+} WebhooksClaim;
+
+/* What became of one claimed delivery. */
+typedef struct WebhooksOutcome
+{
+	int64		delivery_id;
+	int64		webhook_id;
+	int			attempt;
+	const char *status;			/* pending (retry), succeeded, failed, cancelled */
+	int			http_status;	/* 0: none */
+	const char *error;
+	TimestampTz started_at;		/* 0: never sent */
+	double		duration_ms;
+	const char *response;
+	TimestampTz next_at;		/* 0: unchanged */
+} WebhooksOutcome;
+
+/* queue.c: writing events, and the worker's claim/record/prune SQL */
 extern void webhooks_enqueue(const WebhooksEvent *ev);
+extern uint64 webhooks_queue_recover(void);
+extern uint64 webhooks_queue_fan_out(int limit);
+extern int	webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims);
+extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n);
+extern TimestampTz webhooks_queue_next_due(void);
+extern bool webhooks_queue_has_undispatched(void);
+extern void webhooks_queue_maintain(void);
+
+/* launcher.c: launcher, shared memory, waking workers */
+extern void webhooks_launcher_init(void);
+extern bool webhooks_delivery_available(void);
+extern void webhooks_wake_at_commit(void);
+extern bool webhooks_worker_attach(Oid dboid);
+extern void webhooks_worker_exiting(bool no_extension);
+extern void webhooks_worker_healthy(void);
+extern PGDLLEXPORT void webhooks_launcher_main(Datum arg);
+
+/* worker.c: the per-database delivery worker */
+extern PGDLLEXPORT void webhooks_worker_main(Datum arg);
 
 #endif							/* WEBHOOKS_H */

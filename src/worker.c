@@ -1,0 +1,547 @@
+/*
+ * worker.c
+ *     The delivery worker of one database: claims due deliveries, POSTs
+ *     them signed, records what happened, retries on schedule.
+ *
+ * The loop is PostgreSQL's own background-worker loop (see worker_spi),
+ * with the network kept out of every transaction:
+ *
+ *   round (one short transaction):
+ *     record the outcomes collected since the last round (attempt rows,
+ *     delivery states, webhook health, 410 → webhook disabled);
+ *     fan new events out into deliveries; claim due deliveries, up to the
+ *     free request slots, leasing them ("sending") so that a crash sends
+ *     them again; every few seconds, housekeeping (disable webhooks that
+ *     keep failing, prune after webhooks.retention)
+ *   then, with no transaction open: start the claimed requests and wait on
+ *     the latch, curl's sockets and timers together (http.c), collecting
+ *     outcomes as requests finish.
+ *
+ * A round runs when a commit queued events (the committing backend sets
+ * our latch), when outcomes are waiting to be recorded, when a retry falls
+ * due, and for housekeeping.  An error in a round is reported, its
+ * transaction aborted, and the worker backs off and goes on; what was
+ * claimed but not recorded is sent again when its lease runs out.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <time.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "http.h"
+#include "webhooks.h"
+
+#define MAINTENANCE_INTERVAL_MS 2000
+#define RECORD_DELAY_MS 20		/* outcomes wait at most this long for company */
+#define LEASE_MARGIN_MS 30000	/* a claimed delivery is resent this long after its timeout */
+#define ERROR_BACKOFF_MS 1000
+#define HEALTHY_AFTER_MS 60000
+
+typedef struct Worker
+{
+	WebhooksHttp *http;
+	MemoryContext round_cxt;	/* claims of the current round */
+	MemoryContext outcome_cxt;	/* outcomes waiting to be recorded */
+	WebhooksOutcome *outcomes;
+	int			noutcomes;
+	int			max_outcomes;
+	bool		work_signalled; /* new events or deliveries may be waiting */
+	TimestampTz next_due;		/* earliest pending delivery, 0 if none */
+	TimestampTz last_round;
+	TimestampTz last_maintenance;
+	TimestampTz started_at;
+	bool		reported_healthy;
+} Worker;
+
+static volatile sig_atomic_t got_sigterm = false;
+static Worker *worker = NULL;
+static char database_name[NAMEDATALEN] = "?";
+
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	got_sigterm = true;
+	die(postgres_signal_arg);
+}
+
+/* Runs first at exit: tell the launcher whether this was asked for. */
+static void
+on_worker_exit(int code, Datum arg)
+{
+	if (got_sigterm)
+		webhooks_worker_exiting(false);
+	if (worker && worker->http)
+	{
+		webhooks_http_destroy(worker->http);
+		worker->http = NULL;
+	}
+}
+
+static long
+ms_between(TimestampTz from, TimestampTz to)
+{
+	return (long) ((to - from) / 1000);
+}
+
+/* ---------------------------------------------------------------------
+ * Outcomes
+ * ---------------------------------------------------------------------
+ */
+
+/* Text fit for a text column: no NUL bytes, valid in the database encoding. */
+static char *
+clean_text(const char *s, size_t len)
+{
+	StringInfoData out;
+	size_t		i = 0;
+	int			encoding = GetDatabaseEncoding();
+
+	initStringInfo(&out);
+	while (i < len)
+	{
+		int			l = (s[i] == '\0') ? -1 :
+			pg_encoding_verifymbchar(encoding, s + i, (int) (len - i));
+
+		if (l <= 0)
+		{
+			appendStringInfoChar(&out, '?');
+			i++;
+			continue;
+		}
+		appendBinaryStringInfo(&out, s + i, l);
+		i += l;
+	}
+	return out.data;
+}
+
+static WebhooksOutcome *
+new_outcome(int64 delivery_id, int64 webhook_id, int attempt)
+{
+	WebhooksOutcome *o;
+
+	if (worker->noutcomes >= worker->max_outcomes)
+	{
+		worker->max_outcomes *= 2;
+		worker->outcomes = repalloc(worker->outcomes, sizeof(WebhooksOutcome) * worker->max_outcomes);
+	}
+	o = &worker->outcomes[worker->noutcomes++];
+	memset(o, 0, sizeof(*o));
+	o->delivery_id = delivery_id;
+	o->webhook_id = webhook_id;
+	o->attempt = attempt;
+	return o;
+}
+
+/* The delay before the retry after this attempt, or -1: no retries left. */
+static int64
+retry_delay_ms(int attempt, long retry_after_s, int http_status)
+{
+	WebhooksRetrySchedule *schedule = webhooks_retry_schedule;
+	int64		delay;
+
+	if (schedule == NULL || attempt > schedule->nretries)
+		return -1;
+	delay = schedule->delays_ms[attempt - 1];
+	/* ±10% so that endpoints coming back are not hit by a synchronized wave */
+	delay += (int64) ((double) delay * ((double) random() / (double) 0x7FFFFFFF - 0.5) * 0.2);
+	if ((http_status == 429 || http_status == 503) && retry_after_s >= 0)
+		delay = Max(delay, (int64) Min(retry_after_s, 86400L) * 1000);
+	return delay;
+}
+
+/* Turn a finished request into an outcome to record. */
+static void
+request_finished(WebhooksRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker->outcome_cxt);
+	WebhooksOutcome *o = new_outcome(req->delivery_id, req->webhook_id, req->attempt);
+	int64		delay;
+
+	o->started_at = req->started_at;
+	o->duration_ms = req->duration_ms;
+	o->http_status = (int) req->http_status;
+	if (req->response_len > 0)
+		o->response = clean_text(req->response, req->response_len);
+	if (!req->failed && req->http_status >= 200 && req->http_status < 300)
+		o->status = "succeeded";
+	else if (req->http_status == 410)
+	{
+		o->status = "failed";
+		o->error = "HTTP 410 Gone: the webhook is disabled";
+	}
+	else
+	{
+		o->error = req->failed ? clean_text(req->error, strlen(req->error))
+			: psprintf("HTTP %ld", req->http_status);
+		delay = retry_delay_ms(req->attempt, req->retry_after_s, o->http_status);
+		if (delay < 0)
+		{
+			o->status = "failed";
+			o->error = psprintf("%s (no retries left after %d attempts)", o->error, req->attempt);
+		}
+		else
+		{
+			o->status = "pending";
+			o->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	webhooks_http_release(worker->http, req);
+}
+
+/* A claimed delivery whose webhook is gone or off is not sent. */
+static void
+cancel_claim(const WebhooksClaim *c)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker->outcome_cxt);
+	WebhooksOutcome *o = new_outcome(c->delivery_id, c->webhook_id, c->attempt);
+
+	o->status = "cancelled";
+	o->error = c->webhook_exists ? "not sent: the webhook is disabled"
+		: "not sent: the webhook was deleted";
+	MemoryContextSwitchTo(old);
+}
+
+/* ---------------------------------------------------------------------
+ * Requests
+ * ---------------------------------------------------------------------
+ */
+
+/* "v1,<sig>" or, during a rotation, "v1,<new> v1,<previous>". */
+static char *
+signature_header(const WebhooksClaim *c, int64 timestamp)
+{
+	uint8	   *key;
+	int			keylen = webhooks_secret_key(c->secret, &key);
+	char	   *sig = webhooks_signature(key, keylen, c->event_id, timestamp,
+										 c->payload, strlen(c->payload));
+
+	if (c->previous_secret)
+	{
+		keylen = webhooks_secret_key(c->previous_secret, &key);
+		sig = psprintf("%s %s", sig, webhooks_signature(key, keylen, c->event_id, timestamp,
+														c->payload, strlen(c->payload)));
+	}
+	return psprintf("webhook-signature: %s", sig);
+}
+
+/*
+ * Sign the claims inside the round's transaction: PostgreSQL's HMAC may
+ * use OpenSSL, whose contexts belong to the transaction's resource owner.
+ */
+static void
+sign_claims(WebhooksClaim *claims, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!claims[i].webhook_exists || !claims[i].webhook_enabled)
+			continue;
+		claims[i].timestamp = (int64) time(NULL);
+		claims[i].signature = signature_header(&claims[i], claims[i].timestamp);
+	}
+}
+
+static void
+start_request(const WebhooksClaim *c)
+{
+	WebhooksRequest *req = webhooks_http_new_request(worker->http);
+	bool		ok;
+	int			i;
+
+	Assert(req != NULL);
+	req->delivery_id = c->delivery_id;
+	req->webhook_id = c->webhook_id;
+	req->attempt = c->attempt;
+	appendStringInfoString(&req->url, c->url);
+	appendStringInfoString(&req->body, c->payload);
+
+	ok = webhooks_http_add_header(req, "Content-Type: application/json") &&
+		webhooks_http_add_header(req, psprintf("webhook-id: %s", c->event_id)) &&
+		webhooks_http_add_header(req, psprintf("webhook-timestamp: " INT64_FORMAT, c->timestamp)) &&
+		webhooks_http_add_header(req, c->signature) &&
+		/* no "Expect: 100-continue" round trip for bodies over 1 KB */
+		webhooks_http_add_header(req, "Expect:");
+	for (i = 0; ok && i < c->nheaders; i++)
+		ok = webhooks_http_add_header(req, c->headers[i]);
+	if (!ok)
+	{
+		/* out of memory in curl: record a failed attempt, retried later */
+		req->started_at = GetCurrentTimestamp();
+		req->failed = true;
+		strlcpy(req->error, "could not build the request headers (out of memory)", sizeof(req->error));
+		request_finished(req);
+		return;
+	}
+	webhooks_http_start(worker->http, req);
+}
+
+/* ---------------------------------------------------------------------
+ * Rounds
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+extension_present(void)
+{
+	return OidIsValid(get_extension_oid("webhooks", true));
+}
+
+static void
+exit_without_extension(void)
+{
+	ereport(LOG,
+			(errmsg("pg-webhooks worker for database \"%s\" is stopping: the extension is not installed",
+					database_name)));
+	webhooks_worker_exiting(true);
+	proc_exit(0);
+}
+
+/*
+ * One transaction: record, fan out, claim, maybe housekeeping.  Returns
+ * the claims to start once it has committed.
+ */
+static int
+run_round(bool maintenance, WebhooksClaim **claims)
+{
+	int			capacity = webhooks_http_capacity(worker->http);
+	int			free_slots = capacity - webhooks_http_in_flight(worker->http);
+	int			limit = Min(free_slots, webhooks_batch_size);
+	int			nclaims = 0;
+	uint64		fanned_out;
+	bool		present;
+
+	MemoryContextReset(worker->round_cxt);
+	MemoryContextSwitchTo(worker->round_cxt);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pg-webhooks: recording and claiming deliveries");
+
+	present = extension_present();
+	if (present)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (worker->noutcomes > 0)
+			webhooks_queue_record(worker->outcomes, worker->noutcomes);
+		fanned_out = webhooks_queue_fan_out(webhooks_batch_size);
+		if (limit > 0)
+			nclaims = webhooks_queue_claim(limit, webhooks_timeout_ms + LEASE_MARGIN_MS,
+										   webhooks_secret_overlap_s, claims);
+		sign_claims(*claims, nclaims);
+		worker->next_due = webhooks_queue_next_due();
+		if (maintenance)
+			webhooks_queue_maintain();
+		/* a full batch means more may be waiting right now */
+		worker->work_signalled = (fanned_out >= (uint64) webhooks_batch_size) ||
+			(limit > 0 && nclaims >= limit);
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(worker->round_cxt);
+	if (!present)
+		exit_without_extension();
+
+	/* recorded: forget them */
+	worker->noutcomes = 0;
+	MemoryContextReset(worker->outcome_cxt);
+	return nclaims;
+}
+
+static void
+start_claims(WebhooksClaim *claims, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!claims[i].webhook_exists || !claims[i].webhook_enabled)
+			cancel_claim(&claims[i]);
+		else
+			start_request(&claims[i]);
+	}
+}
+
+/* A round, with errors reported and survived. */
+static void
+safe_round(bool maintenance)
+{
+	MemoryContext loop_cxt = CurrentMemoryContext;
+	WebhooksClaim *claims = NULL;
+	int			n = 0;
+
+	worker->last_round = GetCurrentTimestamp();
+	if (maintenance)
+		worker->last_maintenance = worker->last_round;
+	PG_TRY();
+	{
+		n = run_round(maintenance, &claims);
+		start_claims(claims, n);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(loop_cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		/*
+		 * Outcomes that could not be recorded are dropped: their deliveries
+		 * are still leased, so they are sent again when the lease runs out.
+		 */
+		worker->noutcomes = 0;
+		MemoryContextReset(worker->outcome_cxt);
+		worker->work_signalled = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ERROR_BACKOFF_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(loop_cxt);
+}
+
+/* Is it time for a round? */
+static bool
+round_due(TimestampTz now)
+{
+	int			in_flight = webhooks_http_in_flight(worker->http);
+	int			capacity = webhooks_http_capacity(worker->http);
+	long		since_round = ms_between(worker->last_round, now);
+
+	if (ms_between(worker->last_maintenance, now) >= MAINTENANCE_INTERVAL_MS)
+		return true;
+	if (worker->noutcomes > 0 &&
+		(in_flight <= capacity / 2 || worker->noutcomes >= webhooks_batch_size ||
+		 since_round >= RECORD_DELAY_MS))
+		return true;
+	if (in_flight >= capacity)
+		return false;
+	if (worker->work_signalled)
+		return true;
+	return worker->next_due != 0 && now >= worker->next_due && since_round >= 10;
+}
+
+static long
+wait_timeout(TimestampTz now)
+{
+	long		timeout = MAINTENANCE_INTERVAL_MS - ms_between(worker->last_maintenance, now);
+
+	if (worker->noutcomes > 0)
+		timeout = Min(timeout, RECORD_DELAY_MS);
+	if (worker->next_due != 0)
+		timeout = Min(timeout, Max(ms_between(now, worker->next_due), 10));
+	return Max(timeout, 0);
+}
+
+static void
+startup_round(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		if (name)
+			strlcpy(database_name, name, sizeof(database_name));
+	}
+	if (!extension_present())
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		exit_without_extension();
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (webhooks_queue_recover() > 0)
+		ereport(LOG,
+				(errmsg("pg-webhooks: " UINT64_FORMAT " deliveries interrupted by a restart will be sent again",
+						SPI_processed)));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+void
+webhooks_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	if (!webhooks_worker_attach(dboid))
+		proc_exit(0);			/* another worker serves this database */
+	before_shmem_exit(on_worker_exit, (Datum) 0);
+	pgstat_report_appname("pg-webhooks worker");
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks worker", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(loop_cxt);
+	worker = palloc0(sizeof(Worker));
+	worker->round_cxt = AllocSetContextCreate(loop_cxt, "webhooks round", ALLOCSET_DEFAULT_SIZES);
+	worker->outcome_cxt = AllocSetContextCreate(loop_cxt, "webhooks outcomes", ALLOCSET_DEFAULT_SIZES);
+	worker->max_outcomes = 256;
+	worker->outcomes = palloc(sizeof(WebhooksOutcome) * worker->max_outcomes);
+	worker->started_at = GetCurrentTimestamp();
+
+	startup_round();
+	MemoryContextSwitchTo(loop_cxt);
+	worker->http = webhooks_http_create(webhooks_max_connections);
+	worker->work_signalled = true;
+	ereport(LOG,
+			(errmsg("pg-webhooks worker started for database \"%s\"", database_name)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		WebhooksRequest *req;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+		if (!worker->reported_healthy && ms_between(worker->started_at, now) > HEALTHY_AFTER_MS)
+		{
+			webhooks_worker_healthy();
+			worker->reported_healthy = true;
+		}
+		if (round_due(now))
+			safe_round(ms_between(worker->last_maintenance, now) >= MAINTENANCE_INTERVAL_MS);
+
+		now = GetCurrentTimestamp();
+		if (webhooks_http_wait(worker->http, wait_timeout(now)))
+		{
+			ResetLatch(MyLatch);
+			worker->work_signalled = true;
+		}
+		while ((req = webhooks_http_next_done(worker->http)) != NULL)
+			request_finished(req);
+	}
+}
