@@ -54,6 +54,28 @@ SELECT pg_temp.try($$SELECT webhooks.track('regress_cms.articles', 'page')$$);
 SELECT pg_temp.try('SELECT * FROM webhooks.active');
 RESET ROLE;
 
+-- an admin cannot change how a table it may not alter is tracked
+CREATE ROLE regress_other_admin NOLOGIN IN ROLE webhooks_admin;
+SELECT 'regress_cms.articles'::regclass::oid AS articles \gset
+GRANT USAGE ON SCHEMA regress_cms TO regress_other_admin;
+SET ROLE regress_other_admin;
+SELECT pg_temp.try($$UPDATE webhooks.tracked_tables SET exclude = '{}' WHERE tbl::oid = $$ || :articles);
+SELECT pg_temp.try($$DELETE FROM webhooks.tracked_tables WHERE tbl::oid = $$ || :articles);
+SELECT pg_temp.try($$SELECT webhooks.track('regress_cms.articles', 'page')$$);
+RESET ROLE;
+REVOKE USAGE ON SCHEMA regress_cms FROM regress_other_admin;
+DROP ROLE regress_other_admin;
+SELECT exclude FROM webhooks.tracked_tables WHERE tbl = 'regress_cms.articles'::regclass;
+-- and the owner cannot make it invalid by hand either
+SET ROLE regress_hook_admin;
+SELECT pg_temp.try($$UPDATE webhooks.tracked_tables SET site_column = 'title' WHERE tbl = 'regress_cms.articles'::regclass$$);
+SELECT pg_temp.try($$UPDATE webhooks.tracked_tables SET transitions = '{"title": "x"}' WHERE tbl = 'regress_cms.articles'::regclass$$);
+-- dropping or renaming a column the configuration names is refused
+SELECT pg_temp.try($$ALTER TABLE regress_cms.articles DROP COLUMN api_token$$);
+SELECT pg_temp.try($$ALTER TABLE regress_cms.articles RENAME COLUMN site_id TO site$$);
+SELECT pg_temp.try($$ALTER TABLE regress_cms.articles ADD COLUMN summary text$$);
+RESET ROLE;
+
 -- the app's changes were queued, as the extension owner, without the token
 SELECT type, site_id, payload::text LIKE '%tok-123%' AS token_leaked FROM webhooks.events ORDER BY created_at;
 

@@ -209,29 +209,47 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     authority text;
+    host      text;
+    port      text;
 BEGIN
     IF length(url) > 2048 THEN
         PERFORM webhooks._invalid(format('webhook URL is too long (%s characters)', length(url)),
                                   'A webhook URL may have at most 2048 characters.');
     END IF;
-    IF url ~ '[[:space:][:cntrl:]]' THEN
-        PERFORM webhooks._invalid('webhook URL must not contain spaces or control characters',
-                                  'Percent-encode spaces as %20.');
+    -- spaces, control and non-ASCII characters: a URL on the wire is ASCII
+    IF url ~ '[^\x21-\x7e]' THEN
+        PERFORM webhooks._invalid('webhook URL must not contain spaces, control or non-ASCII characters',
+                                  'Percent-encode them: a space is %20.');
     END IF;
     IF url !~* '^https?://' THEN
         PERFORM webhooks._invalid(format('webhook URL "%s" must use http or https', url),
                                   'Use a URL such as https://example.com/hooks.');
+    END IF;
+    IF strpos(url, '\') > 0 THEN
+        PERFORM webhooks._invalid(format('webhook URL "%s" must not contain a backslash', url));
     END IF;
     authority := substring(url FROM '^[A-Za-z]+://([^/?#]*)');
     IF authority LIKE '%@%' THEN
         PERFORM webhooks._invalid('webhook URL must not contain a user name or password',
                                   'Send credentials in a custom header such as Authorization.');
     END IF;
-    IF authority = '' OR authority ~ '^:' THEN
+    IF authority LIKE '[%' THEN
+        -- an IPv6 literal: [address] or [address]:port
+        IF authority !~ '^\[[0-9A-Fa-f:.]+\](:[0-9]*)?$' THEN
+            PERFORM webhooks._invalid(format('webhook URL "%s" has an invalid IPv6 address', url));
+        END IF;
+        host := substring(authority FROM '^(\[[^]]*\])');
+        port := substring(authority FROM '^\[[^]]*\]:(.*)$');
+    ELSE
+        host := split_part(authority, ':', 1);
+        port := CASE WHEN strpos(authority, ':') > 0 THEN substr(authority, strpos(authority, ':') + 1) END;
+    END IF;
+    IF host = '' THEN
         PERFORM webhooks._invalid(format('webhook URL "%s" has no host', url));
     END IF;
-    IF authority ~ ':' AND authority !~ '^\[' AND authority !~ ':[0-9]{1,5}$' THEN
-        PERFORM webhooks._invalid(format('webhook URL "%s" has an invalid port', url));
+    IF port IS NOT NULL AND (port !~ '^[0-9]{1,5}$' OR port::int NOT BETWEEN 1 AND 65535) THEN
+        PERFORM webhooks._invalid(format('webhook URL "%s" has an invalid port', url),
+                                  'A port is a number from 1 to 65535.');
     END IF;
     IF url LIKE '%#%' THEN
         PERFORM webhooks._invalid('webhook URL must not contain a fragment (#)',
@@ -311,6 +329,11 @@ BEGIN
         PERFORM webhooks._invalid('custom headers are too large',
                                   'All custom headers together may take at most 8192 bytes.');
     END IF;
+    FOR h IN SELECT lower(key) AS key FROM jsonb_object_keys(headers) AS k(key)
+             GROUP BY lower(key) HAVING count(*) > 1 LOOP
+        PERFORM webhooks._invalid(format('header "%s" is given more than once', h.key),
+                                  'Header names are case-insensitive; keep one of them.');
+    END LOOP;
     FOR h IN SELECT key, value FROM jsonb_each(headers) LOOP
         IF h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
             PERFORM webhooks._invalid(format('invalid header name "%s"', h.key),
@@ -370,6 +393,9 @@ BEGIN
     END IF;
     IF btrim(NEW.name) = '' OR length(NEW.name) > 200 THEN
         PERFORM webhooks._invalid('webhook name must have 1 to 200 characters');
+    END IF;
+    IF NEW.name ~ '[[:cntrl:]]' THEN
+        PERFORM webhooks._invalid('webhook name must not contain control characters such as line breaks');
     END IF;
     PERFORM webhooks._check_url(NEW.url);
     PERFORM webhooks._check_events(NEW.events);
@@ -563,6 +589,103 @@ BEGIN
 END
 $$;
 
+-- The one set of rules for a tracked table, whether written by track() or
+-- by hand: the caller must be allowed to create triggers on the table, and
+-- every column, event type and transition must exist.  Also re-run after
+-- ALTER TABLE on a tracked table (see _check_tracked_tables_after_ddl).
+CREATE FUNCTION webhooks._validate_tracking()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    res_scope  text;
+    t          record;
+    m          record;
+    col        name;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF NOT coalesce(has_table_privilege(OLD.tbl, 'TRIGGER'), true) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied to stop tracking table %s', OLD.tbl),
+                HINT = 'Only roles that may create triggers on the table (such as its owner) can change how it is tracked.';
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF NEW.tbl IS NULL OR NEW.resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'table and resource must not be null';
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = NEW.tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is not a table', NEW.tbl),
+            HINT = 'Only ordinary and partitioned tables can be tracked; track the table behind a view.';
+    END IF;
+    IF NOT has_table_privilege(NEW.tbl, 'TRIGGER') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('permission denied to track table %s', NEW.tbl),
+            HINT = 'Only roles that may create triggers on the table (such as its owner) can change how it is tracked.';
+    END IF;
+    SELECT min(e.scope) INTO res_scope FROM webhooks.event_types e WHERE e.resource = NEW.resource;
+    IF res_scope IS NULL THEN
+        PERFORM webhooks._invalid(format('unknown resource "%s"', NEW.resource),
+                                  'SELECT DISTINCT resource FROM webhooks.event_types lists the resources.');
+    END IF;
+
+    -- Where the event's site or space id comes from: the given column,
+    -- else site_id/space_id, else id for the site and space resources.
+    IF res_scope = 'site' THEN
+        IF NEW.space_column IS NOT NULL THEN
+            PERFORM webhooks._invalid(format('resource "%s" belongs to sites and takes no space column', NEW.resource));
+        END IF;
+        NEW.site_column := coalesce(NEW.site_column, CASE WHEN NEW.resource = 'site' THEN 'id' ELSE 'site_id' END);
+        PERFORM webhooks._check_column(NEW.tbl, NEW.site_column, 'site column', true);
+    ELSE
+        IF NEW.site_column IS NOT NULL THEN
+            PERFORM webhooks._invalid(format('resource "%s" belongs to spaces and takes no site column', NEW.resource));
+        END IF;
+        NEW.space_column := coalesce(NEW.space_column, CASE WHEN NEW.resource = 'space' THEN 'id' ELSE 'space_id' END);
+        PERFORM webhooks._check_column(NEW.tbl, NEW.space_column, 'space column', true);
+    END IF;
+
+    NEW.transitions := coalesce(NEW.transitions, '{}');
+    IF jsonb_typeof(NEW.transitions) <> 'object' THEN
+        PERFORM webhooks._invalid('transitions must be a JSON object mapping columns to {value: action}',
+                                  'For example ''{"status": {"published": "published"}}''.');
+    END IF;
+    FOR t IN SELECT key, value FROM jsonb_each(NEW.transitions) LOOP
+        PERFORM webhooks._check_column(NEW.tbl, t.key::name, 'transition column', false);
+        IF jsonb_typeof(t.value) <> 'object' OR t.value = '{}' THEN
+            PERFORM webhooks._invalid(format('transition of column "%s" must be a non-empty JSON object of value: action', t.key));
+        END IF;
+        FOR m IN SELECT key, value FROM jsonb_each(t.value) LOOP
+            IF jsonb_typeof(m.value) <> 'string' THEN
+                PERFORM webhooks._invalid(format('action for value "%s" of column "%s" must be a string', m.key, t.key));
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM webhooks.event_types e
+                           WHERE e.name = NEW.resource || '.' || (m.value #>> '{}')) THEN
+                PERFORM webhooks._invalid(format('event type "%s.%s" does not exist', NEW.resource, m.value #>> '{}'),
+                                          format('SELECT action FROM webhooks.event_types WHERE resource = %L lists the actions.', NEW.resource));
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    NEW.exclude := coalesce(NEW.exclude, '{}');
+    IF array_position(NEW.exclude, NULL) IS NOT NULL THEN
+        PERFORM webhooks._invalid('exclude must not contain NULL');
+    END IF;
+    FOREACH col IN ARRAY NEW.exclude LOOP
+        PERFORM webhooks._check_column(NEW.tbl, col, 'excluded column', false);
+    END LOOP;
+    NEW.tracked_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER tracked_tables_validate
+    BEFORE INSERT OR UPDATE OR DELETE ON webhooks.tracked_tables
+    FOR EACH ROW EXECUTE FUNCTION webhooks._validate_tracking();
+
 CREATE FUNCTION webhooks.track(
     tbl          regclass,
     resource     text,
@@ -575,81 +698,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
-DECLARE
-    res_scope  text;
-    t          record;
-    m          record;
-    col        name;
-    site_col   name := site_column;
-    space_col  name := space_column;
 BEGIN
-    IF tbl IS NULL OR resource IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'table and resource must not be null';
-    END IF;
-    IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
-            MESSAGE = format('%s is not a table', tbl),
-            HINT = 'Only ordinary and partitioned tables can be tracked; track the table behind a view.';
-    END IF;
-    SELECT min(e.scope) INTO res_scope FROM webhooks.event_types e WHERE e.resource = track.resource;
-    IF res_scope IS NULL THEN
-        PERFORM webhooks._invalid(format('unknown resource "%s"', resource),
-                                  'SELECT DISTINCT resource FROM webhooks.event_types lists the resources.');
-    END IF;
-
-    -- Where the event's site or space id comes from: the given column,
-    -- else site_id/space_id, else id for the site and space resources.
-    IF res_scope = 'site' THEN
-        IF space_col IS NOT NULL THEN
-            PERFORM webhooks._invalid(format('resource "%s" belongs to sites and takes no space column', resource));
-        END IF;
-        site_col := coalesce(site_col, CASE WHEN resource = 'site' THEN 'id' ELSE 'site_id' END);
-        PERFORM webhooks._check_column(tbl, site_col, 'site column', true);
-    ELSE
-        IF site_col IS NOT NULL THEN
-            PERFORM webhooks._invalid(format('resource "%s" belongs to spaces and takes no site column', resource));
-        END IF;
-        space_col := coalesce(space_col, CASE WHEN resource = 'space' THEN 'id' ELSE 'space_id' END);
-        PERFORM webhooks._check_column(tbl, space_col, 'space column', true);
-    END IF;
-
-    transitions := coalesce(transitions, '{}');
-    IF jsonb_typeof(transitions) <> 'object' THEN
-        PERFORM webhooks._invalid('transitions must be a JSON object mapping columns to {value: action}',
-                                  'For example ''{"status": {"published": "published"}}''.');
-    END IF;
-    FOR t IN SELECT key, value FROM jsonb_each(transitions) LOOP
-        PERFORM webhooks._check_column(tbl, t.key::name, 'transition column', false);
-        IF jsonb_typeof(t.value) <> 'object' OR t.value = '{}' THEN
-            PERFORM webhooks._invalid(format('transition of column "%s" must be a non-empty JSON object of value: action', t.key));
-        END IF;
-        FOR m IN SELECT key, value FROM jsonb_each(t.value) LOOP
-            IF jsonb_typeof(m.value) <> 'string' THEN
-                PERFORM webhooks._invalid(format('action for value "%s" of column "%s" must be a string', m.key, t.key));
-            END IF;
-            IF NOT EXISTS (SELECT 1 FROM webhooks.event_types e
-                           WHERE e.name = resource || '.' || (m.value #>> '{}')) THEN
-                PERFORM webhooks._invalid(format('event type "%s.%s" does not exist', resource, m.value #>> '{}'),
-                                          format('SELECT action FROM webhooks.event_types WHERE resource = %L lists the actions.', resource));
-            END IF;
-        END LOOP;
-    END LOOP;
-
-    exclude := coalesce(exclude, '{}');
-    IF array_position(exclude, NULL) IS NOT NULL THEN
-        PERFORM webhooks._invalid('exclude must not contain NULL');
-    END IF;
-    FOREACH col IN ARRAY exclude LOOP
-        PERFORM webhooks._check_column(tbl, col, 'excluded column', false);
-    END LOOP;
-
+    -- validated by webhooks._validate_tracking()
     INSERT INTO webhooks.tracked_tables AS tt (tbl, resource, site_column, space_column, transitions, exclude)
-    VALUES (track.tbl, track.resource, site_col, space_col, track.transitions, track.exclude)
+    VALUES (tbl, resource, site_column, space_column, transitions, exclude)
     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
         SET resource = excluded.resource, site_column = excluded.site_column,
             space_column = excluded.space_column, transitions = excluded.transitions,
-            exclude = excluded.exclude, tracked_at = now();
+            exclude = excluded.exclude;
 
     EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', webhooks._trigger_name(), tbl);
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -694,6 +750,39 @@ $$;
 CREATE EVENT TRIGGER webhooks_forget_dropped_tables ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION webhooks._forget_dropped_tables();
+
+-- ALTER TABLE on a tracked table must leave its configuration valid:
+-- dropping or renaming a column that track() names is refused, instead
+-- of making every later write to the table fail.
+CREATE FUNCTION webhooks._check_tracked_tables_after_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cmd   record;
+    msg   text;
+BEGIN
+    FOR cmd IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+               JOIN webhooks.tracked_tables t ON t.tbl::oid = c.objid
+               WHERE c.classid = 'pg_class'::regclass LOOP
+        BEGIN
+            UPDATE webhooks.tracked_tables SET tbl = tbl WHERE tbl::oid = cmd.objid;
+        EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('table %s is tracked by webhooks and this change would break it: %s',
+                                 cmd.objid::regclass, msg),
+                HINT = 'Call webhooks.track() again without that column (or webhooks.untrack()) first.';
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER webhooks_check_tracked_tables ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION webhooks._check_tracked_tables_after_ddl();
 
 CREATE FUNCTION webhooks.emit(event_type text, data jsonb, site_id bigint DEFAULT NULL, space_id bigint DEFAULT NULL)
 RETURNS uuid
@@ -815,6 +904,8 @@ $$;
 CREATE FUNCTION webhooks.send_test(webhook_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql
+-- runs as the extension owner: webhooks_admin may not write events itself
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -864,6 +955,8 @@ COMMENT ON FUNCTION webhooks.send_test(bigint)
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql
+-- runs as the extension owner: webhooks_admin may not write events itself
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -989,4 +1082,3 @@ GRANT INSERT, UPDATE, DELETE ON webhooks.webhooks, webhooks.tracked_tables TO we
 GRANT INSERT, UPDATE ON webhooks.settings TO webhooks_admin;
 GRANT USAGE ON SEQUENCE webhooks.webhooks_id_seq TO webhooks_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
-GRANT INSERT ON webhooks.events, webhooks.deliveries TO webhooks_admin;

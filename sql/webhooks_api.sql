@@ -49,12 +49,22 @@ SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://token@example.
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/' || repeat('a', 2100), '{*}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https:///path', '{*}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com:http/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com:99999/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com:0/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://[::1/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://exa\mple.com/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/' || chr(160), '{*}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/#frag', '{*}')$$);
+-- valid edge cases
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('ipv6', 'http://[::1]:8080/hook', '{*}', enabled => false)$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('at in path', 'https://example.com/a@b?c=d@e', '{*}', enabled => false)$$);
+DELETE FROM webhooks.webhooks WHERE name IN ('ipv6', 'at in path');
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', NULL, '{*}')$$);
 -- name
 SELECT pg_temp.try($$SELECT webhooks.create_webhook(NULL, 'https://example.com/', '{*}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('  ', 'https://example.com/', '{*}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook(repeat('n', 201), 'https://example.com/', '{*}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook(E'two\nlines', 'https://example.com/', '{*}')$$);
 -- events
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', NULL)$$);
@@ -80,6 +90,7 @@ SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/',
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', headers => '{"User-Agent": "me"}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', headers => '{"Webhook-Signature": "v1,x"}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', headers => '{"Host": "evil"}')$$);
+SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', headers => '{"X-A": "1", "x-a": "2"}')$$);
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', headers => jsonb_build_object('X-Big', repeat('a', 9000)))$$);
 -- secret
 SELECT pg_temp.try($$SELECT webhooks.create_webhook('x', 'https://example.com/', '{*}', secret => 'hunter2')$$);
