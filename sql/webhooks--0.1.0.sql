@@ -147,9 +147,18 @@ $$;
 
 CREATE FUNCTION webhooks.enable()
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT webhooks._set_enabled(true) $$;
+AS $$
+BEGIN
+    PERFORM webhooks._set_enabled(true);
+    IF NOT (SELECT preloaded FROM webhooks.worker_status()) THEN
+        RAISE WARNING 'webhooks are switched on, but nothing will be delivered until the worker runs'
+            USING DETAIL = 'Events are queued in webhooks.events; the delivery worker is not loaded.',
+                  HINT = 'Add webhooks to shared_preload_libraries in postgresql.conf and restart PostgreSQL.';
+    END IF;
+END
+$$;
 COMMENT ON FUNCTION webhooks.enable() IS 'Switch webhooks on for the account: CMS changes start being queued';
 
 CREATE FUNCTION webhooks.disable()
@@ -858,6 +867,13 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'webhooks_new_event_id_sql'
 LANGUAGE C VOLATILE;
 
+-- The payload envelope around JSON data, as the capture path writes it.
+CREATE FUNCTION webhooks._build_payload(id uuid, type text, site_id bigint, space_id bigint,
+                                        data text, test boolean)
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhooks_build_payload'
+LANGUAGE C VOLATILE;
+
 -- The smallest version 7 UUID of a time: events before it sort below it,
 -- so the primary key finds old events without another index.
 CREATE FUNCTION webhooks._event_id_floor(ts timestamptz)
@@ -933,14 +949,8 @@ BEGIN
     ELSE
         ev_space := coalesce(w.spaces[1], 1);
     END IF;
-    body := json_build_object(
-        'id', ev_id,
-        'type', ev_type.name,
-        'timestamp', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'site_id', ev_site,
-        'space_id', ev_space,
-        'data', webhooks._sample_data(ev_type.resource, ev_site, ev_space),
-        'test', true)::text;
+    body := webhooks._build_payload(ev_id, ev_type.name, ev_site, ev_space,
+                                    webhooks._sample_data(ev_type.resource, ev_site, ev_space)::text, true);
     INSERT INTO webhooks.events (id, type, site_id, space_id, webhook_ids, payload, test, dispatched_at)
     VALUES (ev_id, ev_type.name, ev_site, ev_space, ARRAY[w.id], body::json, true, now());
     INSERT INTO webhooks.deliveries (event_id, webhook_id) VALUES (ev_id, w.id)

@@ -185,6 +185,39 @@ webhooks_new_event_id_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(id);
 }
 
+PG_FUNCTION_INFO_V1(webhooks_build_payload);
+
+/*
+ * webhooks._build_payload(id, type, site_id, space_id, data, test) → the
+ * envelope around already-serialized JSON data, exactly as the capture
+ * path writes it; used for test notifications.
+ */
+Datum
+webhooks_build_payload(PG_FUNCTION_ARGS)
+{
+	WebhooksEvent ev;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("id, type, data and test must not be null")));
+	memset(&ev, 0, sizeof(ev));
+	memcpy(&ev.id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
+	ev.type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ev.has_site = !PG_ARGISNULL(2);
+	ev.site_id = ev.has_site ? PG_GETARG_INT64(2) : 0;
+	ev.has_space = !PG_ARGISNULL(3);
+	ev.space_id = ev.has_space ? PG_GETARG_INT64(3) : 0;
+	ev.test = PG_GETARG_BOOL(5);
+	ev.created_at = GetCurrentTimestamp();
+	initStringInfo(&buf);
+	webhooks_append_envelope_head(&buf, &ev);
+	appendStringInfoString(&buf, text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	webhooks_append_envelope_tail(&buf, &ev);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
 /* ISO 8601 in UTC with microseconds, e.g. "2026-12-04T21:02:42.123456Z". */
 void
 webhooks_append_timestamp(StringInfo buf, TimestampTz ts)
