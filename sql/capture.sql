@@ -88,6 +88,34 @@ ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT type, payload::jsonb -> 'data' ->> 'title' AS title FROM webhooks.events;
 
+-- Events are written when each statement ends (in batches), so they are
+-- visible inside the transaction right after the statement; a savepoint
+-- rolled back inside a function drops only its own events.
+DELETE FROM webhooks.events;
+BEGIN;
+INSERT INTO pages (id, site_id, title) SELECT g, 1, 'bulk ' || g FROM generate_series(100, 2599) g;
+SELECT count(*) AS visible_after_statement FROM webhooks.events;
+UPDATE pages SET title = title || '!' WHERE id BETWEEN 100 AND 2599;
+SELECT type, count(*) FROM webhooks.events GROUP BY type ORDER BY type;
+ROLLBACK;
+SELECT count(*) AS after_rollback FROM webhooks.events;
+CREATE FUNCTION pg_temp.insert_with_failing_savepoint() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pages (id, site_id, title) VALUES (20, 1, 'outer kept');
+    BEGIN
+        INSERT INTO pages (id, site_id, title) VALUES (21, 1, 'inner undone');
+        RAISE EXCEPTION 'undo the inner block';
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+    INSERT INTO pages (id, site_id, title) VALUES (22, 1, 'outer kept too');
+END $$;
+SELECT pg_temp.insert_with_failing_savepoint();
+SELECT payload::jsonb -> 'data' ->> 'title' AS title FROM webhooks.events ORDER BY created_at;
+SELECT count(*) AS rows_left FROM pages WHERE id IN (20, 21, 22);
+DELETE FROM pages WHERE id IN (20, 21, 22);
+DELETE FROM webhooks.events;
+
 -- One event row however many webhooks match; webhook_ids says which.
 DELETE FROM webhooks.events;
 SELECT webhooks.create_webhook('published only', 'https://example.com/b', '{page.published}') AS published_only \gset
@@ -153,6 +181,13 @@ DELETE FROM webhooks.events;
 INSERT INTO responses VALUES (1, 1, 'a'), (150, 1, 'b');
 UPDATE responses SET answer = 'c' WHERE id = 150;
 SELECT type, payload::jsonb -> 'data' AS data FROM webhooks.events ORDER BY created_at;
+-- written straight into a partition (no statement trigger there): the
+-- events are written before the transaction commits
+DELETE FROM webhooks.events;
+BEGIN;
+INSERT INTO responses_1 VALUES (2, 1, 'direct');
+COMMIT;
+SELECT type, payload::jsonb -> 'data' ->> 'answer' AS answer FROM webhooks.events;
 
 -- emit(): events that are not row changes.
 DELETE FROM webhooks.events;

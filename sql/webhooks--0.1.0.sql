@@ -569,10 +569,34 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'webhooks_capture'
 LANGUAGE C;
 
-CREATE FUNCTION webhooks._trigger_name()
-RETURNS name
-LANGUAGE sql IMMUTABLE
-AS $$ SELECT 'webhooks_capture'::name $$;
+-- Writes the events a statement buffered, when the statement ends (C).
+CREATE FUNCTION webhooks._capture_flush()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'webhooks_capture_flush'
+LANGUAGE C;
+
+-- (Re)attach the two capture triggers: one per row, one per statement.
+CREATE FUNCTION webhooks._attach_triggers(tbl regclass, attach boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trigger_name name;
+BEGIN
+    FOR trigger_name IN SELECT tgname FROM pg_trigger
+                        WHERE tgrelid = tbl AND tgname IN ('webhooks_capture', 'webhooks_capture_flush')
+                          AND tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+    END LOOP;
+    IF attach THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION webhooks._capture()', tbl);
+        EXECUTE format('CREATE TRIGGER webhooks_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture_flush()', tbl);
+    END IF;
+END
+$$;
 
 CREATE FUNCTION webhooks._check_column(tbl regclass, col name, purpose text, integer_only boolean)
 RETURNS void
@@ -716,10 +740,7 @@ BEGIN
             space_column = excluded.space_column, transitions = excluded.transitions,
             exclude = excluded.exclude;
 
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', webhooks._trigger_name(), tbl);
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION webhooks._capture()',
-                   webhooks._trigger_name(), tbl);
+    PERFORM webhooks._attach_triggers(tbl, true);
 END
 $$;
 COMMENT ON FUNCTION webhooks.track(regclass, text, name, name, jsonb, name[])
@@ -737,7 +758,7 @@ BEGIN
             MESSAGE = format('table %s is not tracked', tbl),
             HINT = 'SELECT tbl FROM webhooks.tracked_tables lists the tracked tables.';
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', webhooks._trigger_name(), tbl);
+    PERFORM webhooks._attach_triggers(tbl, false);
 END
 $$;
 COMMENT ON FUNCTION webhooks.untrack(regclass) IS 'Stop firing events for a CMS table';

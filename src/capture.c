@@ -268,7 +268,7 @@ load_table_capture(TableCapture *tc, Relation rel)
 	MemoryContextReset(tc->mcxt);
 	tc->valid = true;			/* an invalidation during the load clears it */
 
-	webhooks_as_owner_begin(&owner);
+	webhooks_as_owner_begin(&owner, true);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	old = MemoryContextSwitchTo(tc->mcxt);
@@ -453,7 +453,7 @@ queue_row_event(TableCapture *tc, Relation rel, const char *type, const Row *row
 	}
 	webhooks_append_envelope_tail(&payload, &ev);
 	ev.payload = &payload;
-	webhooks_enqueue(&ev);
+	webhooks_enqueue_buffered(&ev);
 }
 
 /* The events a transition column fires for this update, if any. */

@@ -1,46 +1,66 @@
 /*
  * queue.c
  *     Writing events into webhooks.events, the queue the delivery worker
- *     reads.
+ *     reads; and the worker's claim / record / prune statements.
  *
  * One row per captured change, whatever the number of webhooks that want
  * it (their ids go in webhook_ids), written in the transaction of the
- * change, so a rollback queues nothing and a commit loses nothing.  The
- * INSERT is planned once per backend and runs as the extension's owner.
+ * change, so a rollback queues nothing and a commit loses nothing.
+ *
+ * The capture trigger does not insert row by row: running the executor
+ * once per changed row would cost more than the change itself.  It hands
+ * events to a buffer, which is written with table_multi_insert (as COPY
+ * writes) when it holds FLUSH_EVENTS rows, when the statement ends
+ * (a statement-level trigger next to the row trigger, see track()), and
+ * in any case before the transaction commits or prepares.  Each buffered
+ * event remembers the subtransaction that produced it: a rolled-back
+ * savepoint drops its events, and a flush only writes events of the
+ * current subtransaction, so an event is never written inside a nested
+ * subtransaction that could roll back without the change that made it.
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/executor.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "webhooks.h"
 
-#define EVENT_INSERT_NARGS 8
+PG_FUNCTION_INFO_V1(webhooks_capture_flush);
 
-static SPIPlanPtr insert_plan = NULL;
+#define FLUSH_EVENTS 1000
+#define EVENT_COLUMNS 9			/* webhooks.events */
 
-static SPIPlanPtr
-prepare_insert(void)
+typedef struct PendingEvent
 {
-	Oid			argtypes[EVENT_INSERT_NARGS] = {
-		UUIDOID, TEXTOID, INT8OID, INT8OID, INT8ARRAYOID, JSONOID, BOOLOID, TIMESTAMPTZOID
-	};
-	SPIPlanPtr	plan;
+	SubTransactionId subxid;
+	pg_uuid_t	id;
+	Datum		type;			/* text */
+	bool		has_site;
+	int64		site_id;
+	bool		has_space;
+	int64		space_id;
+	Datum		webhook_ids;	/* int8[] */
+	Datum		payload;		/* json (as text) */
+	bool		test;
+	TimestampTz created_at;
+} PendingEvent;
 
-	plan = SPI_prepare("INSERT INTO webhooks.events "
-					   "(id, type, site_id, space_id, webhook_ids, payload, test, created_at) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-					   EVENT_INSERT_NARGS, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the event insert: %s",
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the event insert plan");
-	return plan;
-}
+static MemoryContext pending_cxt = NULL;	/* child of TopTransactionContext */
+static PendingEvent *pending = NULL;
+static int	npending = 0;
+static int	maxpending = 0;
+static bool callbacks_registered = false;
 
 static Datum
 webhook_ids_array(const WebhooksEvent *ev)
@@ -54,39 +74,250 @@ webhook_ids_array(const WebhooksEvent *ev)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* Queue the event in the current transaction. */
+static void
+forget_pending(void)
+{
+	pending_cxt = NULL;			/* freed with TopTransactionContext */
+	pending = NULL;
+	npending = 0;
+	maxpending = 0;
+}
+
+/* The OID of webhooks.events (looked up per flush: two syscache probes). */
+static Oid
+events_relid(void)
+{
+	Oid			nsp = get_namespace_oid(WEBHOOKS_SCHEMA, false);
+	Oid			relid = get_relname_relid("events", nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table webhooks.events does not exist"),
+				 errhint("Reinstall the extension: DROP EXTENSION webhooks; CREATE EXTENSION webhooks;")));
+	return relid;
+}
+
+/* Fill a slot with an event, in webhooks.events' column order. */
+static void
+store_event(TupleTableSlot *slot, const PendingEvent *ev)
+{
+	Datum	   *values = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+
+	ExecClearTuple(slot);
+	memset(isnull, 0, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	values[0] = UUIDPGetDatum(&ev->id);
+	values[1] = ev->type;
+	values[2] = Int64GetDatum(ev->site_id);
+	isnull[2] = !ev->has_site;
+	values[3] = Int64GetDatum(ev->space_id);
+	isnull[3] = !ev->has_space;
+	values[4] = ev->webhook_ids;
+	values[5] = ev->payload;
+	values[6] = BoolGetDatum(ev->test);
+	values[7] = TimestampTzGetDatum(ev->created_at);
+	isnull[8] = true;			/* dispatched_at */
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * Write the buffered events of subtransaction subxid (all of them if
+ * InvalidSubTransactionId).  They go straight into the heap with
+ * table_multi_insert and into the indexes, as COPY does: no executor
+ * start-up, no SQL.  The table has no triggers, rules or constraints
+ * beyond what these values satisfy by construction.
+ */
+static void
+flush_pending(SubTransactionId subxid)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext tmp;
+	Relation	rel;
+	ResultRelInfo *rri;
+	EState	   *estate;
+	TupleDesc	desc;
+	TupleTableSlot **slots;
+	int			n = 0,
+				kept = 0,
+				i;
+
+	if (npending == 0)
+		return;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "webhooks flush", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(tmp);
+
+	rel = table_open(events_relid(), RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != EVENT_COLUMNS)
+		elog(ERROR, "webhooks.events has %d columns, expected %d",
+			 RelationGetDescr(rel)->natts, EVENT_COLUMNS);
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	/* an unpinned copy of the descriptor: slots on it need no resource owner */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	slots = palloc(sizeof(TupleTableSlot *) * npending);
+	for (i = 0; i < npending; i++)
+	{
+		if (subxid != InvalidSubTransactionId && pending[i].subxid != subxid)
+			continue;			/* another level's: stays buffered */
+		slots[n] = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+		store_event(slots[n], &pending[i]);
+		n++;
+	}
+	if (n > 0)
+	{
+		table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+		for (i = 0; i < n; i++)
+		{
+			List	   *recheck;
+
+			ResetPerTupleExprContext(estate);
+#if PG_VERSION_NUM >= 160000
+			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL, false);
+#else
+			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+#endif
+			list_free(recheck);
+			ExecDropSingleTupleTableSlot(slots[i]);
+		}
+		webhooks_wake_at_commit();
+	}
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(tmp);
+
+	for (i = 0; i < npending; i++)
+		if (subxid != InvalidSubTransactionId && pending[i].subxid != subxid)
+			pending[kept++] = pending[i];
+	npending = kept;
+	if (npending == 0 && pending_cxt != NULL)
+	{
+		/* written: give the memory back now, not at the end of the transaction */
+		MemoryContextReset(pending_cxt);
+		pending = NULL;
+		maxpending = 0;
+	}
+}
+
+static void
+queue_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* normally empty: statement triggers flush; this is the safety net */
+			if (npending > 0)
+			{
+				PushActiveSnapshot(GetTransactionSnapshot());
+				flush_pending(InvalidSubTransactionId);
+				PopActiveSnapshot();
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			forget_pending();
+			break;
+		default:
+			break;
+	}
+}
+
+/* A rolled-back savepoint drops its events; a released one hands them up. */
+static void
+queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			i,
+				kept = 0;
+
+	if (npending == 0)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		for (i = 0; i < npending; i++)
+			if (pending[i].subxid != mySubid)
+				pending[kept++] = pending[i];
+		npending = kept;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = 0; i < npending; i++)
+			if (pending[i].subxid == mySubid)
+				pending[i].subxid = parentSubid;
+	}
+}
+
+/* Buffer an event of the current subtransaction; flushes a full buffer. */
+void
+webhooks_enqueue_buffered(const WebhooksEvent *ev)
+{
+	MemoryContext old;
+	PendingEvent *p;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(queue_xact_callback, NULL);
+		RegisterSubXactCallback(queue_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (pending_cxt == NULL)
+		pending_cxt = AllocSetContextCreate(TopTransactionContext, "webhooks pending events",
+											ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(pending_cxt);
+	if (npending >= maxpending)
+	{
+		maxpending = Max(64, maxpending * 2);
+		pending = pending ? repalloc(pending, sizeof(PendingEvent) * maxpending)
+			: palloc(sizeof(PendingEvent) * maxpending);
+	}
+	p = &pending[npending++];
+	p->subxid = GetCurrentSubTransactionId();
+	p->id = ev->id;
+	p->type = CStringGetTextDatum(ev->type);
+	p->has_site = ev->has_site;
+	p->site_id = ev->site_id;
+	p->has_space = ev->has_space;
+	p->space_id = ev->space_id;
+	p->webhook_ids = webhook_ids_array(ev);
+	p->payload = PointerGetDatum(cstring_to_text_with_len(ev->payload->data, ev->payload->len));
+	p->test = ev->test;
+	p->created_at = ev->created_at;
+	MemoryContextSwitchTo(old);
+
+	if (npending >= FLUSH_EVENTS)
+		flush_pending(GetCurrentSubTransactionId());
+}
+
+/* Queue the event now, in the current transaction (emit()). */
 void
 webhooks_enqueue(const WebhooksEvent *ev)
 {
-	WebhooksOwnerState owner;
-	Datum		values[EVENT_INSERT_NARGS];
-	char		nulls[EVENT_INSERT_NARGS];
-	int			rc;
+	webhooks_enqueue_buffered(ev);
+	flush_pending(GetCurrentSubTransactionId());
+}
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&ev->id);
-	values[1] = CStringGetTextDatum(ev->type);
-	values[2] = Int64GetDatum(ev->site_id);
-	nulls[2] = ev->has_site ? ' ' : 'n';
-	values[3] = Int64GetDatum(ev->space_id);
-	nulls[3] = ev->has_space ? ' ' : 'n';
-	values[4] = webhook_ids_array(ev);
-	/* json is stored as its text; the payload was built as valid JSON */
-	values[5] = PointerGetDatum(cstring_to_text_with_len(ev->payload->data, ev->payload->len));
-	values[6] = BoolGetDatum(ev->test);
-	values[7] = TimestampTzGetDatum(ev->created_at);
-
-	webhooks_as_owner_begin(&owner);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-		insert_plan = prepare_insert();
-	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not queue event: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	webhooks_as_owner_end(&owner);
-	webhooks_wake_at_commit();
+/*
+ * The statement-level trigger that track() puts next to the row trigger:
+ * the statement's events are written when it ends.
+ */
+Datum
+webhooks_capture_flush(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhooks._capture_flush() must be called as a trigger")));
+	flush_pending(GetCurrentSubTransactionId());
+	PG_RETURN_POINTER(NULL);
 }
 
 /* ---------------------------------------------------------------------

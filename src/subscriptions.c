@@ -118,12 +118,14 @@ lookup_owner(Oid relid)
 }
 
 /*
- * Run what follows as the owner of the extension's tables, with
- * search_path pinned to pg_catalog, until webhooks_as_owner_end().  Both
- * are undone by transaction abort if an error escapes in between.
+ * Run what follows as the owner of the extension's tables, and with
+ * search_path pinned to pg_catalog if asked (setting it has a cost: the
+ * per-row enqueue runs a plan prepared under the pinned path instead),
+ * until webhooks_as_owner_end().  Both are undone by transaction abort if
+ * an error escapes in between.
  */
 void
-webhooks_as_owner_begin(WebhooksOwnerState *state)
+webhooks_as_owner_begin(WebhooksOwnerState *state, bool pin_search_path)
 {
 	if (!OidIsValid(owner_id))
 	{
@@ -134,6 +136,9 @@ webhooks_as_owner_begin(WebhooksOwnerState *state)
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	SetUserIdAndSecContext(owner_id,
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	state->save_nestlevel = 0;
+	if (!pin_search_path)
+		return;
 	state->save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
@@ -143,7 +148,8 @@ webhooks_as_owner_begin(WebhooksOwnerState *state)
 void
 webhooks_as_owner_end(WebhooksOwnerState *state)
 {
-	AtEOXact_GUC(false, state->save_nestlevel);
+	if (state->save_nestlevel > 0)
+		AtEOXact_GUC(false, state->save_nestlevel);
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 
@@ -290,7 +296,7 @@ load_cache(void)
 	anchor_relid = lookup_anchor_relid();
 	owner_id = lookup_owner(anchor_relid);
 
-	webhooks_as_owner_begin(&owner);
+	webhooks_as_owner_begin(&owner, true);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	old = MemoryContextSwitchTo(cache_context);

@@ -98,7 +98,7 @@ extern int	webhooks_match(const char *type, WebhooksScope scope,
 						   bool has_space, int64 space_id,
 						   int64 **ids);
 extern Oid	webhooks_anchor_relid(void);
-extern void webhooks_as_owner_begin(WebhooksOwnerState *state);
+extern void webhooks_as_owner_begin(WebhooksOwnerState *state, bool pin_search_path);
 extern void webhooks_as_owner_end(WebhooksOwnerState *state);
 extern void webhooks_spi_select(const char *sql, int nargs, Oid *argtypes, Datum *args);
 
@@ -126,6 +126,7 @@ typedef struct WebhooksColumnOut
 } WebhooksColumnOut;
 
 /* payload.c: the JSON envelope and its parts */
+extern void webhooks_append_json_string(StringInfo buf, const char *str);
 extern void webhooks_column_out_init(WebhooksColumnOut *col, const char *name,
 									 Oid typid, MemoryContext mcxt);
 extern void webhooks_append_value(StringInfo buf, Datum value, bool isnull,
@@ -177,6 +178,7 @@ typedef struct WebhooksOutcome
 
 /* queue.c: writing events, and the worker's claim/record/prune SQL */
 extern void webhooks_enqueue(const WebhooksEvent *ev);
+extern void webhooks_enqueue_buffered(const WebhooksEvent *ev);
 extern uint64 webhooks_queue_recover(void);
 extern uint64 webhooks_queue_fan_out(int limit);
 extern int	webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims);

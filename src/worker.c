@@ -340,6 +340,8 @@ run_round(bool maintenance, WebhooksClaim **claims)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/* claims must outlive SPI_finish: they are sent after the commit */
+		MemoryContextSwitchTo(worker->round_cxt);
 		if (worker->noutcomes > 0)
 			webhooks_queue_record(worker->outcomes, worker->noutcomes);
 		fanned_out = webhooks_queue_fan_out(webhooks_batch_size);

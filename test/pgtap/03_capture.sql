@@ -381,10 +381,11 @@ SELECT results_eq($$SELECT transitions, exclude FROM webhooks.tracked_tables WHE
                   $$VALUES ('{"status": {"published": "published", "unpublished": "unpublished"}}'::jsonb, '{secret}'::name[])$$,
                   'the failed re-track() kept the old configuration');
 
--- track() twice is idempotent: one trigger
+-- track() twice is idempotent: one row trigger and one statement trigger
 SELECT webhooks.track('captest.entries', 'entry');
-SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'captest.entries'::regclass AND NOT tgisinternal), 1,
-          'track() twice leaves one trigger');
+SELECT results_eq($$SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'captest.entries'::regclass AND NOT tgisinternal ORDER BY 1$$,
+                  ARRAY['webhooks_capture', 'webhooks_capture_flush'],
+                  'track() twice leaves one row trigger and one statement trigger');
 
 -- ---------------------------------------------------------- untrack ---
 SELECT lives_ok($$SELECT webhooks.untrack('captest.entries')$$, 'untrack() works');
