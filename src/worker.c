@@ -52,11 +52,25 @@
 #define LEASE_MARGIN_MS 30000	/* a claimed delivery is resent this long after its timeout */
 #define ERROR_BACKOFF_MS 1000
 #define HEALTHY_AFTER_MS 60000
+#define QUEUE_WAVES 4			/* claims queued: at most this many times the request slots */
+
+/* The claims of one round, started as request slots free up. */
+typedef struct ClaimBatch
+{
+	MemoryContext cxt;			/* the claims and their strings */
+	WebhooksClaim *claims;
+	int			n;
+	int			next;			/* first not yet started */
+} ClaimBatch;
 
 typedef struct Worker
 {
 	WebhooksHttp *http;
-	MemoryContext round_cxt;	/* claims of the current round */
+	MemoryContext loop_cxt;
+	MemoryContext round_cxt;	/* scratch memory of the current round */
+	List	   *batches;		/* ClaimBatch *, oldest first */
+	int			queued;			/* claims not yet started */
+	MemoryContext new_batch_cxt;	/* being filled by a round, if any */
 	MemoryContext outcome_cxt;	/* outcomes waiting to be recorded */
 	WebhooksOutcome *outcomes;
 	int			noutcomes;
@@ -315,15 +329,20 @@ exit_without_extension(void)
 }
 
 /*
- * One transaction: record, fan out, claim, maybe housekeeping.  Returns
- * the claims to start once it has committed.
+ * One transaction: record, fan out, claim, maybe housekeeping.  The claims
+ * become a new batch, started once the transaction has committed.
+ *
+ * Claims are queued ahead of the free request slots (up to QUEUE_WAVES
+ * times their number) so that a slot that frees up is refilled at once,
+ * without a round; their lease covers the waves ahead of them.
  */
-static int
-run_round(bool maintenance, WebhooksClaim **claims)
+static void
+run_round(bool maintenance)
 {
 	int			capacity = webhooks_http_capacity(worker->http);
-	int			free_slots = capacity - webhooks_http_in_flight(worker->http);
-	int			limit = Min(free_slots, webhooks_batch_size);
+	int			limit = Min(capacity * QUEUE_WAVES - worker->queued, webhooks_batch_size);
+	int			lease_ms = webhooks_timeout_ms * (QUEUE_WAVES + 1) + LEASE_MARGIN_MS;
+	WebhooksClaim *claims = NULL;
 	int			nclaims = 0;
 	uint64		fanned_out;
 	bool		present;
@@ -340,15 +359,20 @@ run_round(bool maintenance, WebhooksClaim **claims)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		/* claims must outlive SPI_finish: they are sent after the commit */
 		MemoryContextSwitchTo(worker->round_cxt);
 		if (worker->noutcomes > 0)
 			webhooks_queue_record(worker->outcomes, worker->noutcomes);
 		fanned_out = webhooks_queue_fan_out(webhooks_batch_size);
 		if (limit > 0)
-			nclaims = webhooks_queue_claim(limit, webhooks_timeout_ms + LEASE_MARGIN_MS,
-										   webhooks_secret_overlap_s, claims);
-		sign_claims(*claims, nclaims);
+		{
+			/* claims must outlive SPI_finish: they are sent after the commit */
+			worker->new_batch_cxt = AllocSetContextCreate(worker->loop_cxt, "webhooks claims",
+														  ALLOCSET_DEFAULT_SIZES);
+			MemoryContextSwitchTo(worker->new_batch_cxt);
+			nclaims = webhooks_queue_claim(limit, lease_ms, webhooks_secret_overlap_s, &claims);
+			sign_claims(claims, nclaims);
+			MemoryContextSwitchTo(worker->round_cxt);
+		}
 		worker->next_due = webhooks_queue_next_due();
 		if (maintenance)
 			webhooks_queue_maintain();
@@ -361,27 +385,52 @@ run_round(bool maintenance, WebhooksClaim **claims)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(worker->round_cxt);
+	MemoryContextSwitchTo(worker->loop_cxt);
 	if (!present)
 		exit_without_extension();
 
 	/* recorded: forget them */
 	worker->noutcomes = 0;
 	MemoryContextReset(worker->outcome_cxt);
-	return nclaims;
+
+	if (worker->new_batch_cxt != NULL && nclaims > 0)
+	{
+		ClaimBatch *batch = palloc(sizeof(ClaimBatch));
+
+		batch->cxt = worker->new_batch_cxt;
+		batch->claims = claims;
+		batch->n = nclaims;
+		batch->next = 0;
+		worker->batches = lappend(worker->batches, batch);
+		worker->queued += nclaims;
+	}
+	else if (worker->new_batch_cxt != NULL)
+		MemoryContextDelete(worker->new_batch_cxt);
+	worker->new_batch_cxt = NULL;
 }
 
+/* Start queued claims while request slots are free. */
 static void
-start_claims(WebhooksClaim *claims, int n)
+start_queued(void)
 {
-	int			i;
+	int			capacity = webhooks_http_capacity(worker->http);
 
-	for (i = 0; i < n; i++)
+	while (worker->batches != NIL && webhooks_http_in_flight(worker->http) < capacity)
 	{
-		if (!claims[i].webhook_exists || !claims[i].webhook_enabled)
-			cancel_claim(&claims[i]);
+		ClaimBatch *batch = (ClaimBatch *) linitial(worker->batches);
+		WebhooksClaim *c = &batch->claims[batch->next++];
+
+		worker->queued--;
+		if (!c->webhook_exists || !c->webhook_enabled)
+			cancel_claim(c);
 		else
-			start_request(&claims[i]);
+			start_request(c);
+		if (batch->next >= batch->n)
+		{
+			MemoryContextDelete(batch->cxt);
+			worker->batches = list_delete_first(worker->batches);
+			pfree(batch);
+		}
 	}
 }
 
@@ -390,16 +439,14 @@ static void
 safe_round(bool maintenance)
 {
 	MemoryContext loop_cxt = CurrentMemoryContext;
-	WebhooksClaim *claims = NULL;
-	int			n = 0;
 
 	worker->last_round = GetCurrentTimestamp();
 	if (maintenance)
 		worker->last_maintenance = worker->last_round;
 	PG_TRY();
 	{
-		n = run_round(maintenance, &claims);
-		start_claims(claims, n);
+		run_round(maintenance);
+		start_queued();
 	}
 	PG_CATCH();
 	{
@@ -407,6 +454,10 @@ safe_round(bool maintenance)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		/* claims of the failed round were not committed: their leases are not taken */
+		if (worker->new_batch_cxt != NULL)
+			MemoryContextDelete(worker->new_batch_cxt);
+		worker->new_batch_cxt = NULL;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		/*
 		 * Outcomes that could not be recorded are dropped: their deliveries
@@ -430,14 +481,15 @@ round_due(TimestampTz now)
 	int			in_flight = webhooks_http_in_flight(worker->http);
 	int			capacity = webhooks_http_capacity(worker->http);
 	long		since_round = ms_between(worker->last_round, now);
+	bool		needs_claims = worker->queued < capacity;
 
 	if (ms_between(worker->last_maintenance, now) >= MAINTENANCE_INTERVAL_MS)
 		return true;
 	if (worker->noutcomes > 0 &&
-		(in_flight <= capacity / 2 || worker->noutcomes >= webhooks_batch_size ||
-		 since_round >= RECORD_DELAY_MS))
+		(worker->noutcomes >= webhooks_batch_size || since_round >= RECORD_DELAY_MS ||
+		 (needs_claims && (worker->work_signalled || in_flight <= capacity / 2))))
 		return true;
-	if (in_flight >= capacity)
+	if (!needs_claims)
 		return false;
 	if (worker->work_signalled)
 		return true;
@@ -504,6 +556,7 @@ webhooks_worker_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks worker", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(loop_cxt);
 	worker = palloc0(sizeof(Worker));
+	worker->loop_cxt = loop_cxt;
 	worker->round_cxt = AllocSetContextCreate(loop_cxt, "webhooks round", ALLOCSET_DEFAULT_SIZES);
 	worker->outcome_cxt = AllocSetContextCreate(loop_cxt, "webhooks outcomes", ALLOCSET_DEFAULT_SIZES);
 	worker->max_outcomes = 256;
@@ -545,5 +598,6 @@ webhooks_worker_main(Datum arg)
 		}
 		while ((req = webhooks_http_next_done(worker->http)) != NULL)
 			request_finished(req);
+		start_queued();
 	}
 }
