@@ -180,7 +180,8 @@ typedef struct WebhooksOutcome
 extern void webhooks_enqueue(const WebhooksEvent *ev);
 extern void webhooks_enqueue_buffered(const WebhooksEvent *ev);
 extern uint64 webhooks_queue_recover(void);
-extern uint64 webhooks_queue_fan_out(int limit);
+extern int	webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s,
+									WebhooksClaim **claims, bool *more);
 extern int	webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims);
 extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n);
 extern TimestampTz webhooks_queue_next_due(void);

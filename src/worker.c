@@ -9,10 +9,11 @@
  *   round (one short transaction):
  *     record the outcomes collected since the last round (attempt rows,
  *     delivery states, webhook health, 410 → webhook disabled);
- *     fan new events out into deliveries; claim due deliveries, up to the
- *     free request slots, leasing them ("sending") so that a crash sends
- *     them again; every few seconds, housekeeping (disable webhooks that
- *     keep failing, prune after webhooks.retention)
+ *     claim due deliveries (retries), then dispatch new events into
+ *     deliveries already claimed for their first attempt, leasing them
+ *     ("sending") so that a crash sends them again; every few seconds,
+ *     housekeeping (disable webhooks that keep failing, prune after
+ *     webhooks.retention)
  *   then, with no transaction open: start the claimed requests and wait on
  *     the latch, curl's sockets and timers together (http.c), collecting
  *     outcomes as requests finish.
@@ -344,7 +345,6 @@ run_round(bool maintenance)
 	int			lease_ms = webhooks_timeout_ms * (QUEUE_WAVES + 1) + LEASE_MARGIN_MS;
 	WebhooksClaim *claims = NULL;
 	int			nclaims = 0;
-	uint64		fanned_out;
 	bool		present;
 
 	MemoryContextReset(worker->round_cxt);
@@ -362,23 +362,38 @@ run_round(bool maintenance)
 		MemoryContextSwitchTo(worker->round_cxt);
 		if (worker->noutcomes > 0)
 			webhooks_queue_record(worker->outcomes, worker->noutcomes);
-		fanned_out = webhooks_queue_fan_out(webhooks_batch_size);
 		if (limit > 0)
 		{
+			WebhooksClaim *retries,
+					   *fresh;
+			int			nretries,
+						nfresh = 0;
+			bool		more_fresh = false;
+
 			/* claims must outlive SPI_finish: they are sent after the commit */
 			worker->new_batch_cxt = AllocSetContextCreate(worker->loop_cxt, "webhooks claims",
 														  ALLOCSET_DEFAULT_SIZES);
 			MemoryContextSwitchTo(worker->new_batch_cxt);
-			nclaims = webhooks_queue_claim(limit, lease_ms, webhooks_secret_overlap_s, &claims);
+			/* what is due first (retries, expired leases), then new events */
+			nretries = webhooks_queue_claim(limit, lease_ms, webhooks_secret_overlap_s, &retries);
+			if (nretries < limit)
+				nfresh = webhooks_queue_dispatch(limit - nretries, lease_ms,
+												 webhooks_secret_overlap_s, &fresh, &more_fresh);
+			nclaims = nretries + nfresh;
+			claims = palloc(sizeof(WebhooksClaim) * Max(nclaims, 1));
+			memcpy(claims, retries, sizeof(WebhooksClaim) * nretries);
+			if (nfresh > 0)
+				memcpy(claims + nretries, fresh, sizeof(WebhooksClaim) * nfresh);
 			sign_claims(claims, nclaims);
 			MemoryContextSwitchTo(worker->round_cxt);
+			/* a full batch means more may be waiting right now */
+			worker->work_signalled = nretries >= limit || more_fresh;
 		}
+		else
+			worker->work_signalled = true;	/* the queue is full: claim when it drains */
 		worker->next_due = webhooks_queue_next_due();
 		if (maintenance)
 			webhooks_queue_maintain();
-		/* a full batch means more may be waiting right now */
-		worker->work_signalled = (fanned_out >= (uint64) webhooks_batch_size) ||
-			(limit > 0 && nclaims >= limit);
 		SPI_finish();
 	}
 	PopActiveSnapshot();
