@@ -172,19 +172,30 @@ open_socket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *
 {
 	WebhooksRequest *req = (WebhooksRequest *) clientp;
 	const unsigned char *addr = NULL;
+	char		why[WEBHOOKS_ERROR_SIZE];
 
 	if (address->family == AF_INET)
 		addr = (const unsigned char *) &((struct sockaddr_in *) &address->addr)->sin_addr;
 	else if (address->family == AF_INET6)
 		addr = (const unsigned char *) &((struct sockaddr_in6 *) &address->addr)->sin6_addr;
 	if (addr == NULL ||
-		!webhooks_address_allowed(address->family, addr, req->error, sizeof(req->error)))
+		!webhooks_address_allowed(address->family, addr, why, sizeof(why)))
 	{
-		if (addr == NULL)
-			snprintf(req->error, sizeof(req->error), "refused to connect: not an IP address");
-		req->refused = true;
+		/*
+		 * A name with several addresses: once an allowed one was tried, its
+		 * outcome (curl's error) is the one to report, not this refusal.
+		 */
+		if (!req->connected_any)
+		{
+			strlcpy(req->error, addr ? why : "refused to connect: not an IP address",
+					sizeof(req->error));
+			req->refused = true;
+		}
 		return CURL_SOCKET_BAD;
 	}
+	req->connected_any = true;
+	req->refused = false;
+	req->error[0] = '\0';
 	return socket(address->family, address->socktype, address->protocol);
 }
 
@@ -405,6 +416,14 @@ webhooks_http_capacity(WebhooksHttp *http)
 	return http->nrequests;
 }
 
+/* Lower the number of connections curl may open (up to the capacity). */
+void
+webhooks_http_set_connection_limit(WebhooksHttp *http, int limit)
+{
+	curl_multi_setopt(http->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) Min(limit, http->nrequests));
+	curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, (long) Min(limit, http->nrequests));
+}
+
 int
 webhooks_http_in_flight(WebhooksHttp *http)
 {
@@ -430,6 +449,7 @@ webhooks_http_new_request(WebhooksHttp *http)
 		req->http_status = 0;
 		req->failed = false;
 		req->refused = false;
+		req->connected_any = false;
 		req->error[0] = '\0';
 		req->curl_error[0] = '\0';
 		req->response[0] = '\0';
@@ -564,7 +584,10 @@ describe_failure(WebhooksRequest *req, CURLcode rc)
 {
 	if (req->refused)
 		return;					/* the guard wrote req->error */
-	if (rc == CURLE_OPERATION_TIMEDOUT)
+	if (rc == CURLE_OUT_OF_MEMORY)
+		snprintf(req->error, sizeof(req->error),
+				 "the response could not be read: a header line over libcurl's limit, or out of memory");
+	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		snprintf(req->error, sizeof(req->error), "timed out after %.0f ms: %s",
 				 req->duration_ms, req->curl_error[0] ? req->curl_error : curl_easy_strerror(rc));
 	else

@@ -41,6 +41,7 @@ typedef struct WebhooksRequest
 	void	   *easy;
 	char		curl_error[256];
 	bool		refused;		/* the address guard refused the target */
+	bool		connected_any;	/* the guard allowed some address of the name */
 	bool		in_use;
 	struct WebhooksRequest *next_done;
 } WebhooksRequest;
@@ -48,6 +49,7 @@ typedef struct WebhooksRequest
 extern WebhooksHttp *webhooks_http_create(int max_requests);
 extern void webhooks_http_destroy(WebhooksHttp *http);
 extern int	webhooks_http_capacity(WebhooksHttp *http);
+extern void webhooks_http_set_connection_limit(WebhooksHttp *http, int limit);
 extern int	webhooks_http_in_flight(WebhooksHttp *http);
 extern WebhooksRequest *webhooks_http_new_request(WebhooksHttp *http);
 extern bool webhooks_http_add_header(WebhooksRequest *req, const char *line);

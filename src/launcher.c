@@ -74,6 +74,7 @@ typedef struct DatabaseSlot
 	TimestampTz start_requested;
 	bool		no_extension;
 	bool		paused;
+	TimestampTz paused_at;
 	bool		clean_exit;
 	int			failures;		/* consecutive unclean exits */
 	TimestampTz not_before;		/* back-off after a failure */
@@ -348,6 +349,8 @@ set_paused(Oid dboid, bool paused, pid_t *pid)
 	slot = slot_for(dboid, paused);
 	if (slot)
 	{
+		if (paused && !slot->paused)
+			slot->paused_at = GetCurrentTimestamp();
 		slot->paused = paused;
 		*pid = slot->pid;
 	}
@@ -418,6 +421,14 @@ database_needing_exclusive_use(Node *stmt)
 	return name ? get_database_oid(name, true) : InvalidOid;
 }
 
+/*
+ * Stops the worker of a database that the statement needs to itself.  A
+ * database that DROP DATABASE removed stays paused (the launcher forgets
+ * it once the drop has committed; resuming now would start a worker that
+ * finds it gone); after any other statement, or an error, it resumes.  A
+ * worker started while RENAME or CREATE DATABASE ... TEMPLATE is still
+ * running waits for their lock on the database, so resuming at once is safe.
+ */
 static void
 process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				ProcessUtilityContext context, ParamListInfo params,
@@ -436,12 +447,15 @@ process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		if (OidIsValid(dboid))
 			resume_database(dboid);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (OidIsValid(dboid) && !IsA(pstmt->utilityStmt, DropdbStmt))
+		resume_database(dboid);
 }
 
 /* ---------------------------------------------------------------------
@@ -520,9 +534,15 @@ needs_worker(DatabaseSlot *slot, TimestampTz now)
 	return true;
 }
 
-/* Forget slots of databases that are gone. Mutex held. */
+#define PAUSE_TIMEOUT_MS 60000	/* a pause a DROP DATABASE left, if it did not commit */
+
+/*
+ * Forget slots of databases that are gone; resume paused ones whose
+ * database is still there long after the pause (a DROP DATABASE that
+ * failed at commit).  Mutex held.
+ */
 static void
-forget_dropped(List *dbs)
+forget_dropped(List *dbs, TimestampTz now)
 {
 	int			i;
 
@@ -532,13 +552,16 @@ forget_dropped(List *dbs)
 		ListCell   *lc;
 		bool		exists = false;
 
-		if (slot->dboid == InvalidOid || slot->pid > 0 || slot->paused)
+		if (slot->dboid == InvalidOid || slot->pid > 0)
 			continue;
 		foreach(lc, dbs)
 			if (((DatabaseInfo *) lfirst(lc))->oid == slot->dboid)
 				exists = true;
 		if (!exists)
 			memset(slot, 0, sizeof(DatabaseSlot));
+		else if (slot->paused &&
+				 TimestampDifferenceExceeds(slot->paused_at, now, PAUSE_TIMEOUT_MS))
+			slot->paused = false;
 	}
 }
 
@@ -580,7 +603,7 @@ start_missing_workers(void)
 		}
 	}
 	SpinLockAcquire(&shared->mutex);
-	forget_dropped(dbs);
+	forget_dropped(dbs, now);
 	SpinLockRelease(&shared->mutex);
 	list_free_deep(dbs);
 }

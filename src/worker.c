@@ -42,6 +42,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -82,6 +83,8 @@ typedef struct Worker
 	TimestampTz last_maintenance;
 	TimestampTz started_at;
 	bool		reported_healthy;
+	bool		resize_pending; /* webhooks.max_connections grew: new pool when idle */
+	ResourceOwner owner;		/* for signing outside the rounds' transactions */
 } Worker;
 
 static volatile sig_atomic_t got_sigterm = false;
@@ -257,21 +260,26 @@ signature_header(const WebhooksClaim *c, int64 timestamp)
 }
 
 /*
- * Sign the claims inside the round's transaction: PostgreSQL's HMAC may
- * use OpenSSL, whose contexts belong to the transaction's resource owner.
+ * Sign a claim just before its request starts, so webhook-timestamp is the
+ * time of the attempt.  PostgreSQL's HMAC may use OpenSSL, whose contexts
+ * belong to a resource owner: outside a transaction, the worker's own.
  */
 static void
-sign_claims(WebhooksClaim *claims, int n)
+sign_claim(WebhooksClaim *c)
 {
-	int			i;
+	ResourceOwner save = CurrentResourceOwner;
 
-	for (i = 0; i < n; i++)
+	CurrentResourceOwner = worker->owner;
+	PG_TRY();
 	{
-		if (!claims[i].webhook_exists || !claims[i].webhook_enabled)
-			continue;
-		claims[i].timestamp = (int64) time(NULL);
-		claims[i].signature = signature_header(&claims[i], claims[i].timestamp);
+		c->timestamp = (int64) time(NULL);
+		c->signature = signature_header(c, c->timestamp);
 	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -329,6 +337,13 @@ exit_without_extension(void)
 	proc_exit(0);
 }
 
+/* Request slots in use at most: the pool, or fewer after a reload. */
+static int
+request_slots(void)
+{
+	return Min(webhooks_http_capacity(worker->http), webhooks_max_connections);
+}
+
 /*
  * One transaction: record, fan out, claim, maybe housekeeping.  The claims
  * become a new batch, started once the transaction has committed.
@@ -340,7 +355,7 @@ exit_without_extension(void)
 static void
 run_round(bool maintenance)
 {
-	int			capacity = webhooks_http_capacity(worker->http);
+	int			capacity = request_slots();
 	int			limit = Min(capacity * QUEUE_WAVES - worker->queued, webhooks_batch_size);
 	int			lease_ms = webhooks_timeout_ms * (QUEUE_WAVES + 1) + LEASE_MARGIN_MS;
 	WebhooksClaim *claims = NULL;
@@ -384,7 +399,6 @@ run_round(bool maintenance)
 			memcpy(claims, retries, sizeof(WebhooksClaim) * nretries);
 			if (nfresh > 0)
 				memcpy(claims + nretries, fresh, sizeof(WebhooksClaim) * nfresh);
-			sign_claims(claims, nclaims);
 			MemoryContextSwitchTo(worker->round_cxt);
 			/* a full batch means more may be waiting right now */
 			worker->work_signalled = nretries >= limit || more_fresh;
@@ -424,28 +438,80 @@ run_round(bool maintenance)
 	worker->new_batch_cxt = NULL;
 }
 
+/*
+ * Sign and start one claim.  An error here (a secret that cannot be
+ * decoded, a curl handle that cannot be set up) fails this attempt only.
+ */
+static void
+start_claim(ClaimBatch *batch, WebhooksClaim *c)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+	PG_TRY();
+	{
+		if (!c->webhook_exists || !c->webhook_enabled)
+			cancel_claim(c);
+		else
+		{
+			sign_claim(c);
+			start_request(c);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		WebhooksOutcome *o;
+
+		MemoryContextSwitchTo(worker->outcome_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("pg-webhooks could not send delivery " INT64_FORMAT ": %s",
+						c->delivery_id, edata->message)));
+		o = new_outcome(c->delivery_id, c->webhook_id, c->attempt);
+		o->status = "pending";
+		o->started_at = GetCurrentTimestamp();
+		o->error = psprintf("could not send: %s", edata->message);
+		o->next_at = TimestampTzPlusMilliseconds(o->started_at, Max(retry_delay_ms(1, -1, 0), 1000));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
 /* Start queued claims while request slots are free. */
 static void
 start_queued(void)
 {
-	int			capacity = webhooks_http_capacity(worker->http);
+	int			slots = request_slots();
 
-	while (worker->batches != NIL && webhooks_http_in_flight(worker->http) < capacity)
+	while (worker->batches != NIL && webhooks_http_in_flight(worker->http) < slots)
 	{
 		ClaimBatch *batch = (ClaimBatch *) linitial(worker->batches);
-		WebhooksClaim *c = &batch->claims[batch->next++];
 
 		worker->queued--;
-		if (!c->webhook_exists || !c->webhook_enabled)
-			cancel_claim(c);
-		else
-			start_request(c);
+		start_claim(batch, &batch->claims[batch->next++]);
 		if (batch->next >= batch->n)
 		{
 			MemoryContextDelete(batch->cxt);
 			worker->batches = list_delete_first(worker->batches);
 			pfree(batch);
 		}
+	}
+}
+
+/* After a reload: apply webhooks.max_connections (a larger pool when idle). */
+static void
+apply_max_connections(void)
+{
+	if (webhooks_max_connections > webhooks_http_capacity(worker->http))
+		worker->resize_pending = true;
+	webhooks_http_set_connection_limit(worker->http, webhooks_max_connections);
+	if (worker->resize_pending && webhooks_http_in_flight(worker->http) == 0)
+	{
+		webhooks_http_destroy(worker->http);
+		worker->http = NULL;
+		worker->http = webhooks_http_create(webhooks_max_connections);
+		worker->resize_pending = false;
 	}
 }
 
@@ -494,7 +560,7 @@ static bool
 round_due(TimestampTz now)
 {
 	int			in_flight = webhooks_http_in_flight(worker->http);
-	int			capacity = webhooks_http_capacity(worker->http);
+	int			capacity = request_slots();
 	long		since_round = ms_between(worker->last_round, now);
 	bool		needs_claims = worker->queued < capacity;
 
@@ -577,6 +643,7 @@ webhooks_worker_main(Datum arg)
 	worker->max_outcomes = 256;
 	worker->outcomes = palloc(sizeof(WebhooksOutcome) * worker->max_outcomes);
 	worker->started_at = GetCurrentTimestamp();
+	worker->owner = ResourceOwnerCreate(NULL, "pg-webhooks worker");
 
 	startup_round();
 	MemoryContextSwitchTo(loop_cxt);
@@ -595,7 +662,10 @@ webhooks_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			apply_max_connections();
 		}
+		if (worker->resize_pending)
+			apply_max_connections();
 		now = GetCurrentTimestamp();
 		if (!worker->reported_healthy && ms_between(worker->started_at, now) > HEALTHY_AFTER_MS)
 		{
