@@ -208,7 +208,7 @@ webhooks_settings_init(void)
 	define_int("webhooks.batch_size", "Deliveries claimed or recorded in one transaction.",
 			   &webhooks_batch_size, 1000, 1, 100000, 0);
 	define_int("webhooks.retention", "How long finished deliveries and their events are kept.",
-			   &webhooks_retention_s, 7 * 24 * 3600, 60, INT_MAX, GUC_UNIT_S);
+			   &webhooks_retention_s, 7 * 24 * 3600, 1, INT_MAX, GUC_UNIT_S);
 	define_int("webhooks.secret_overlap",
 			   "How long the previous secret keeps signing after rotate_secret().",
 			   &webhooks_secret_overlap_s, 24 * 3600, 0, INT_MAX, GUC_UNIT_S);
