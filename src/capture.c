@@ -61,6 +61,10 @@ typedef struct TableCapture
 	WebhooksColumnOut *columns;
 	int			ntransitions;
 	Transition *transitions;
+	/* does any enabled webhook want these events at all (sites aside)? */
+	bool		created_wanted;
+	bool		deleted_wanted;
+	bool		update_wanted;	/* .updated or one of the transitions */
 } TableCapture;
 
 static HTAB *table_cache = NULL;
@@ -249,6 +253,25 @@ load_transitions(TableCapture *tc, Relation rel)
 	}
 }
 
+/*
+ * Which kinds of change some enabled webhook subscribes to.  Computed with
+ * the configuration and dropped with it: any change to the webhooks
+ * invalidates every table's entry.
+ */
+static void
+compute_wanted(TableCapture *tc)
+{
+	int			i,
+				j;
+
+	tc->created_wanted = tc->created_type && webhooks_type_wanted(tc->created_type);
+	tc->deleted_wanted = tc->deleted_type && webhooks_type_wanted(tc->deleted_type);
+	tc->update_wanted = tc->updated_type && webhooks_type_wanted(tc->updated_type);
+	for (i = 0; i < tc->ntransitions && !tc->update_wanted; i++)
+		for (j = 0; j < tc->transitions[i].nvalues && !tc->update_wanted; j++)
+			tc->update_wanted = webhooks_type_wanted(tc->transitions[i].types[j]);
+}
+
 /* Build the capture configuration of a table from tracked_tables. */
 static void
 load_table_capture(TableCapture *tc, Relation rel)
@@ -301,6 +324,7 @@ load_table_capture(TableCapture *tc, Relation rel)
 	tc->deleted_type = catalog_type(tc->resource, "deleted");
 	load_columns(tc, rel, exclude, exclude_null);
 	load_transitions(tc, rel);
+	compute_wanted(tc);
 
 	MemoryContextSwitchTo(old);
 	SPI_finish();
@@ -418,16 +442,43 @@ row_id(TableCapture *tc, Relation rel, const Row *row, int64 *id)
 }
 
 /*
- * Queue one event for a row if any webhook wants it.  data and previous
- * are the JSON of the row and of the changed columns' old values.
+ * The JSON of a changed row, built the first time an event of the row is
+ * wanted by some webhook (and only then): the row, and for updates the old
+ * values of the changed columns.
  */
+typedef struct RowJson
+{
+	TableCapture *tc;
+	const Row  *row;			/* NEW, or OLD for deletes */
+	const Row  *old;			/* updates only */
+	const bool *changed;		/* updates only */
+	bool		built;
+	StringInfoData data;
+	StringInfoData previous;
+} RowJson;
+
 static void
-queue_row_event(TableCapture *tc, Relation rel, const char *type, const Row *row,
-				const char *data, const char *previous)
+build_row_json(RowJson *json)
+{
+	if (json->built)
+		return;
+	initStringInfo(&json->data);
+	append_row_json(&json->data, json->tc, json->row, NULL);
+	if (json->old)
+	{
+		initStringInfo(&json->previous);
+		append_row_json(&json->previous, json->tc, json->old, json->changed);
+	}
+	json->built = true;
+}
+
+/* Queue one event for a row if any webhook wants it. */
+static void
+queue_row_event(TableCapture *tc, Relation rel, const char *type, RowJson *json)
 {
 	WebhooksEvent ev;
 	int64		id;
-	bool		has_id = row_id(tc, rel, row, &id);
+	bool		has_id = row_id(tc, rel, json->row, &id);
 	StringInfoData payload;
 
 	memset(&ev, 0, sizeof(ev));
@@ -441,15 +492,16 @@ queue_row_event(TableCapture *tc, Relation rel, const char *type, const Row *row
 	if (ev.nwebhooks == 0)
 		return;
 
+	build_row_json(json);
 	webhooks_new_event_id(&ev.id);
 	ev.created_at = GetCurrentTimestamp();
 	initStringInfo(&payload);
 	webhooks_append_envelope_head(&payload, &ev);
-	appendStringInfoString(&payload, data);
-	if (previous)
+	appendBinaryStringInfo(&payload, json->data.data, json->data.len);
+	if (json->old)
 	{
 		appendStringInfoString(&payload, ",\"previous\":");
-		appendStringInfoString(&payload, previous);
+		appendBinaryStringInfo(&payload, json->previous.data, json->previous.len);
 	}
 	webhooks_append_envelope_tail(&payload, &ev);
 	ev.payload = &payload;
@@ -481,8 +533,7 @@ capture_update(TableCapture *tc, Relation rel, HeapTuple oldtuple, HeapTuple new
 	bool	   *changed = palloc0(sizeof(bool) * Max(desc->natts, 1));
 	bool		any = false;
 	bool		fired = false;
-	StringInfoData data,
-				previous;
+	RowJson		json;
 	int			i;
 
 	deform_row(rel, oldtuple, &old);
@@ -497,11 +548,11 @@ capture_update(TableCapture *tc, Relation rel, HeapTuple oldtuple, HeapTuple new
 	if (!any)
 		return;					/* an UPDATE that changes nothing fires nothing */
 
-	initStringInfo(&data);
-	append_row_json(&data, tc, &new, NULL);
-	initStringInfo(&previous);
-	append_row_json(&previous, tc, &old, changed);
-
+	memset(&json, 0, sizeof(json));
+	json.tc = tc;
+	json.row = &new;
+	json.old = &old;
+	json.changed = changed;
 	for (i = 0; i < tc->ntransitions; i++)
 	{
 		Transition *t = &tc->transitions[i];
@@ -509,25 +560,24 @@ capture_update(TableCapture *tc, Relation rel, HeapTuple oldtuple, HeapTuple new
 
 		if (!changed[t->attindex] || (type = transition_type(tc, t, &new)) == NULL)
 			continue;
-		queue_row_event(tc, rel, type, &new, data.data, previous.data);
+		queue_row_event(tc, rel, type, &json);
 		fired = true;
 	}
 	if (!fired && tc->updated_type)
-		queue_row_event(tc, rel, tc->updated_type, &new, data.data, previous.data);
+		queue_row_event(tc, rel, tc->updated_type, &json);
 }
 
 static void
 capture_insert_or_delete(TableCapture *tc, Relation rel, HeapTuple tuple, const char *type)
 {
 	Row			row;
-	StringInfoData data;
+	RowJson		json;
 
-	if (type == NULL)
-		return;					/* e.g. navigation.created is not an event */
 	deform_row(rel, tuple, &row);
-	initStringInfo(&data);
-	append_row_json(&data, tc, &row, NULL);
-	queue_row_event(tc, rel, type, &row, data.data, NULL);
+	memset(&json, 0, sizeof(json));
+	json.tc = tc;
+	json.row = &row;
+	queue_row_event(tc, rel, type, &json);
 }
 
 static void
@@ -564,12 +614,22 @@ webhooks_capture(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	tc = table_capture_for(rel);
+	/* nothing subscribed to this kind of change: not even a look at the row */
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		capture_insert_or_delete(tc, rel, trigdata->tg_trigtuple, tc->created_type);
+	{
+		if (tc->created_wanted)
+			capture_insert_or_delete(tc, rel, trigdata->tg_trigtuple, tc->created_type);
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		capture_insert_or_delete(tc, rel, trigdata->tg_trigtuple, tc->deleted_type);
+	{
+		if (tc->deleted_wanted)
+			capture_insert_or_delete(tc, rel, trigdata->tg_trigtuple, tc->deleted_type);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		capture_update(tc, rel, trigdata->tg_trigtuple, trigdata->tg_newtuple);
+	{
+		if (tc->update_wanted)
+			capture_update(tc, rel, trigdata->tg_trigtuple, trigdata->tg_newtuple);
+	}
 	PG_RETURN_POINTER(NULL);
 }
 

@@ -379,6 +379,22 @@ subscription_matches(const Subscription *sub, const char *type, WebhooksScope sc
 	return false;
 }
 
+/* Does any enabled webhook subscribe to this event type (sites aside)? */
+bool
+webhooks_type_wanted(const char *type)
+{
+	int			i,
+				j;
+
+	if (!cache_valid)
+		load_cache();
+	for (i = 0; i < nsubscriptions; i++)
+		for (j = 0; j < subscriptions[i].nevents; j++)
+			if (event_pattern_matches(subscriptions[i].events[j], type))
+				return true;
+	return false;
+}
+
 /*
  * The enabled webhooks that want this event; their ids are palloc'd in the
  * caller's memory context.  Returns how many.  Does not look at the switch.

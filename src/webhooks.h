@@ -97,6 +97,7 @@ extern int	webhooks_match(const char *type, WebhooksScope scope,
 						   bool has_site, int64 site_id,
 						   bool has_space, int64 space_id,
 						   int64 **ids);
+extern bool webhooks_type_wanted(const char *type);
 extern Oid	webhooks_anchor_relid(void);
 extern void webhooks_as_owner_begin(WebhooksOwnerState *state, bool pin_search_path);
 extern void webhooks_as_owner_end(WebhooksOwnerState *state);
