@@ -850,11 +850,13 @@ COMMENT ON TABLE webhooks.deliveries IS 'One delivery of an event to a webhook, 
 -- claiming: due deliveries in due order, without scanning the finished ones
 CREATE INDEX deliveries_due_idx ON webhooks.deliveries (next_attempt_at)
     WHERE status IN ('pending', 'sending');
+-- an event's deliveries (redeliver, pruning events nothing refers to)
 CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
-CREATE INDEX deliveries_webhook_idx ON webhooks.deliveries (webhook_id, created_at);
 -- pruning after webhooks.retention
 CREATE INDEX deliveries_finished_idx ON webhooks.deliveries (finished_at)
     WHERE finished_at IS NOT NULL;
+-- Deliberately no more indexes: every delivery is inserted once and
+-- updated at least once, each time through every index.
 
 CREATE TABLE webhooks.attempts (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

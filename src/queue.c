@@ -355,11 +355,17 @@ webhooks_queue_recover(void)
 	return SPI_processed;
 }
 
-/* What a claim needs of its webhook, as the last columns of a claim query. */
+/*
+ * What a claim needs of its webhook, as the last columns of a claim query
+ * that joins "hooks w" (HOOKS_CTE): each webhook's headers are turned
+ * into "Name: value" lines once per query, not once per delivery.
+ */
+#define HOOKS_CTE \
+	"hooks AS MATERIALIZED (SELECT id, enabled, url, secret, previous_secret, secret_rotated_at, " \
+	"          ARRAY(SELECT h.key || ': ' || h.value FROM jsonb_each_text(headers) h) AS header_lines " \
+	"          FROM webhooks.webhooks) "
 #define WEBHOOK_COLUMNS \
-	"w.id IS NOT NULL, coalesce(w.enabled, false), w.url, " \
-	"ARRAY(SELECT h.key || ': ' || h.value FROM jsonb_each_text(w.headers) h), " \
-	"w.secret, " \
+	"w.id IS NOT NULL, coalesce(w.enabled, false), w.url, w.header_lines, w.secret, " \
 	"CASE WHEN w.secret_rotated_at > now() - $3 * interval '1 second' THEN w.previous_secret END "
 
 /* SPI_getvalue copies into the current memory context; NULL stays NULL. */
@@ -433,11 +439,12 @@ webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **cla
 		"  WHERE d.id = ANY (ARRAY(SELECT id FROM webhooks.deliveries "
 		"                         WHERE status IN ('pending', 'sending') AND next_attempt_at <= now() "
 		"                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)) "
-		"  RETURNING d.id, d.event_id, d.webhook_id, d.attempts) "
+		"  RETURNING d.id, d.event_id, d.webhook_id, d.attempts), "
+		HOOKS_CTE
 		"SELECT c.id, c.webhook_id, c.attempts, c.event_id::text, "
 		"       (SELECT e.payload::text FROM webhooks.events e WHERE e.id = c.event_id), "
 		WEBHOOK_COLUMNS
-		"FROM claimed c LEFT JOIN webhooks.webhooks w ON w.id = c.webhook_id",
+		"FROM claimed c LEFT JOIN hooks w ON w.id = c.webhook_id",
 		3, argtypes, args, NULL, SPI_OK_SELECT);
 	return read_claims(claims);
 }
@@ -470,11 +477,12 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"                                   next_attempt_at, last_attempt_at) "
 		"  SELECT ev.id, w.id, 'sending', 1, now() + $2 * interval '1 millisecond', now() "
 		"  FROM ev, unnest(ev.webhook_ids) WITH ORDINALITY AS w(id, n) ORDER BY ev.id, w.n "
-		"  RETURNING id, event_id, webhook_id, attempts) "
+		"  RETURNING id, event_id, webhook_id, attempts), "
+		HOOKS_CTE
 		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, ev.payload::text, "
 		WEBHOOK_COLUMNS
 		"FROM d JOIN ev ON ev.id = d.event_id "
-		"LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id "
+		"LEFT JOIN hooks w ON w.id = d.webhook_id "
 		"ORDER BY d.id",
 		3, argtypes, args, NULL, SPI_OK_SELECT);
 	n = read_claims(claims);
