@@ -640,6 +640,63 @@ webhooks_queue_has_undispatched(void)
 #define PRUNE_MAX_BATCHES 20
 
 /*
+ * Where the walk over old events stopped last time.  Events are pruned in
+ * id order (ids grow with time), a bounded slice per batch: an old event
+ * that still has a pending delivery is stepped over, not rescanned at
+ * every tick, and the walk starts again from the oldest once it reaches
+ * the retention horizon.
+ */
+static pg_uuid_t prune_cursor;
+
+/* The smallest event id of a time: 48 bits of Unix milliseconds, then zeros. */
+static void
+event_id_floor(TimestampTz ts, pg_uuid_t *id)
+{
+	uint64		ms = (uint64) Max(ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000, 0);
+	int			i;
+
+	memset(id, 0, sizeof(*id));
+	for (i = 0; i < 6; i++)
+		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
+}
+
+/* Delete dispatched events older than the retention that no delivery refers to. */
+static void
+prune_events(void)
+{
+	Oid			argtypes[3] = {UUIDOID, UUIDOID, INT4OID};
+	Datum		args[3];
+	pg_uuid_t	horizon;
+	int			i;
+
+	event_id_floor(GetCurrentTimestamp() - (int64) webhooks_retention_s * USECS_PER_SEC, &horizon);
+	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
+	{
+		bool		isnull;
+		Datum		last;
+
+		args[0] = UUIDPGetDatum(&prune_cursor);
+		args[1] = UUIDPGetDatum(&horizon);
+		args[2] = Int32GetDatum(PRUNE_BATCH);
+		run("WITH slice AS (SELECT id, dispatched_at FROM webhooks.events "
+			"               WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3), "
+			"     gone AS (DELETE FROM webhooks.events e WHERE e.id = ANY (ARRAY( "
+			"                SELECT s.id FROM slice s WHERE s.dispatched_at IS NOT NULL "
+			"                  AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d "
+			"                                  WHERE d.event_id = s.id)))) "
+			"SELECT (SELECT id FROM slice ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM slice)",
+			3, argtypes, args, NULL, SPI_OK_SELECT);
+		last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull || DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) < PRUNE_BATCH)
+		{
+			memset(&prune_cursor, 0, sizeof(prune_cursor));	/* reached the horizon */
+			break;
+		}
+		memcpy(&prune_cursor, DatumGetUUIDP(last), sizeof(prune_cursor));
+	}
+}
+
+/*
  * Housekeeping: disable webhooks that have failed for too long, and prune
  * finished deliveries (with their attempts) and their events after
  * webhooks.retention, in bounded batches.
@@ -680,16 +737,5 @@ webhooks_queue_maintain(void)
 		if (SPI_processed < PRUNE_BATCH)
 			break;
 	}
-	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
-	{
-		run("DELETE FROM webhooks.events e WHERE e.id IN ( "
-			"    SELECT o.id FROM webhooks.events o "
-			"    WHERE o.id < webhooks._event_id_floor(now() - $1 * interval '1 second') "
-			"      AND o.dispatched_at IS NOT NULL "
-			"      AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d WHERE d.event_id = o.id) "
-			"    ORDER BY o.id LIMIT $2)",
-			2, argtypes, args, NULL, SPI_OK_DELETE);
-		if (SPI_processed < PRUNE_BATCH)
-			break;
-	}
+	prune_events();
 }

@@ -41,6 +41,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -84,6 +85,7 @@ typedef struct Worker
 	TimestampTz started_at;
 	bool		reported_healthy;
 	bool		resize_pending; /* webhooks.max_connections grew: new pool when idle */
+	bool		events_waiting; /* the last dispatch left new events behind */
 	ResourceOwner owner;		/* for signing outside the rounds' transactions */
 } Worker;
 
@@ -389,8 +391,13 @@ run_round(bool maintenance)
 			worker->new_batch_cxt = AllocSetContextCreate(worker->loop_cxt, "webhooks claims",
 														  ALLOCSET_DEFAULT_SIZES);
 			MemoryContextSwitchTo(worker->new_batch_cxt);
-			/* what is due first (retries, expired leases), then new events */
-			nretries = webhooks_queue_claim(limit, lease_ms, webhooks_secret_overlap_s, &retries);
+			/*
+			 * What is due (retries, expired leases) and new events share the
+			 * round: retries get at most half of it while events wait, so a
+			 * failing endpoint with a short schedule cannot starve fresh events.
+			 */
+			nretries = webhooks_queue_claim(worker->events_waiting ? Max(limit / 2, 1) : limit,
+											lease_ms, webhooks_secret_overlap_s, &retries);
 			if (nretries < limit)
 				nfresh = webhooks_queue_dispatch(limit - nretries, lease_ms,
 												 webhooks_secret_overlap_s, &fresh, &more_fresh);
@@ -401,13 +408,12 @@ run_round(bool maintenance)
 				memcpy(claims + nretries, fresh, sizeof(WebhooksClaim) * nfresh);
 			MemoryContextSwitchTo(worker->round_cxt);
 			/* a full batch means more may be waiting right now */
-			worker->work_signalled = nretries >= limit || more_fresh;
+			worker->events_waiting = more_fresh;
+			worker->work_signalled = nretries >= limit / 2 || more_fresh;
 		}
 		else
 			worker->work_signalled = true;	/* the queue is full: claim when it drains */
 		worker->next_due = webhooks_queue_next_due();
-		if (maintenance)
-			webhooks_queue_maintain();
 		SPI_finish();
 	}
 	PopActiveSnapshot();
@@ -421,6 +427,25 @@ run_round(bool maintenance)
 	/* recorded: forget them */
 	worker->noutcomes = 0;
 	MemoryContextReset(worker->outcome_cxt);
+
+	/* housekeeping in a transaction of its own, after the round's commit */
+	if (maintenance)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pg-webhooks: housekeeping");
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		MemoryContextSwitchTo(worker->round_cxt);
+		webhooks_queue_maintain();
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(worker->loop_cxt);
+	}
 
 	if (worker->new_batch_cxt != NULL && nclaims > 0)
 	{
@@ -589,6 +614,26 @@ wait_timeout(TimestampTz now)
 	return Max(timeout, 0);
 }
 
+/*
+ * Every statement of the worker is meant to reach its rows through an
+ * index (due time, primary keys).  Its statistics lag behind a burst of
+ * events, and a plan made from them would hash or scan a whole queue
+ * table at every round; these settings, for this process only, keep the
+ * plans on the indexes whatever the statistics say.
+ */
+static void
+pin_plans(void)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_hashjoin", "enable_mergejoin",
+	"enable_bitmapscan"};
+	int			i;
+
+	for (i = 0; i < lengthof(off); i++)
+		SetConfigOption(off[i], "off", PGC_USERSET, PGC_S_SESSION);
+	/* the costs these settings add would otherwise make every round JIT-compile */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+}
+
 static void
 startup_round(void)
 {
@@ -645,6 +690,7 @@ webhooks_worker_main(Datum arg)
 	worker->started_at = GetCurrentTimestamp();
 	worker->owner = ResourceOwnerCreate(NULL, "pg-webhooks worker");
 
+	pin_plans();
 	startup_round();
 	MemoryContextSwitchTo(loop_cxt);
 	worker->http = webhooks_http_create(webhooks_max_connections);
