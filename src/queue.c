@@ -327,12 +327,47 @@ webhooks_capture_flush(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Run a statement; like webhooks_spi_select, stays in the caller's context. */
+#define MAX_WORKER_PLANS 16
+
+/* The worker's statements, prepared once per process (keyed by their text). */
+static struct
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+}			worker_plans[MAX_WORKER_PLANS];
+
+static SPIPlanPtr
+worker_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	int			i;
+	SPIPlanPtr	plan;
+
+	for (i = 0; i < MAX_WORKER_PLANS && worker_plans[i].sql != NULL; i++)
+		if (worker_plans[i].sql == sql)
+			return worker_plans[i].plan;
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare a webhooks worker statement (%s): %.60s...",
+			 SPI_result_code_string(SPI_result), sql);
+	if (i >= MAX_WORKER_PLANS)
+		return plan;			/* not kept: freed with the SPI connection */
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep a webhooks worker statement");
+	worker_plans[i].sql = sql;
+	worker_plans[i].plan = plan;
+	return plan;
+}
+
+/*
+ * Run one of the worker's statements (their texts are string constants, so
+ * the pointer identifies them): planned once, not parsed and planned again
+ * every round.  Like webhooks_spi_select, stays in the caller's context.
+ */
 static void
 run(const char *sql, int nargs, Oid *argtypes, Datum *args, const char *nulls, int expected)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
+	int			rc = SPI_execute_plan(worker_plan(sql, nargs, argtypes), args, nulls, false, 0);
 
 	MemoryContextSwitchTo(caller);
 	if (rc != expected)
