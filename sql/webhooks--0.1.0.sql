@@ -897,16 +897,6 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'webhooks_build_payload'
 LANGUAGE C VOLATILE;
 
--- The smallest version 7 UUID of a time: events before it sort below it,
--- so the primary key finds old events without another index.
-CREATE FUNCTION webhooks._event_id_floor(ts timestamptz)
-RETURNS uuid
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
-$$;
-
 -- Realistic fake data for a test notification of a resource.
 CREATE FUNCTION webhooks._sample_data(resource text, site_id bigint, space_id bigint)
 RETURNS json

@@ -149,12 +149,6 @@ slot_for(Oid dboid, bool create)
 	return free_slot;
 }
 
-bool
-webhooks_delivery_available(void)
-{
-	return shared != NULL;
-}
-
 static void
 wake_launcher(void)
 {

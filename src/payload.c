@@ -204,23 +204,31 @@ webhooks_value_text(Datum value, WebhooksColumnOut *col)
 }
 
 /*
- * A version 7 UUID: 48 bits of Unix milliseconds, then random bits.  Ids
+ * Event ids are version 7 UUIDs: 48 bits of Unix milliseconds, then random
+ * bits; the "floor" of a time (the rest zero) sorts below every id made at
+ * or after it, which is how old events are found by the primary key.  Ids
  * that grow with time keep the queue's primary key appending at its right
  * edge instead of splitting pages all over the index.
  */
 void
-webhooks_new_event_id(pg_uuid_t *id)
+webhooks_event_id_floor(TimestampTz ts, pg_uuid_t *id)
 {
-	uint64		ms = (uint64) ((GetCurrentTimestamp() / 1000) +
-							   (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000);
+	uint64		ms = (uint64) Max(ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000, 0);
 	int			i;
 
+	memset(id, 0, sizeof(*id));
+	for (i = 0; i < 6; i++)
+		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
+}
+
+void
+webhooks_new_event_id(pg_uuid_t *id)
+{
+	webhooks_event_id_floor(GetCurrentTimestamp(), id);
 	if (!pg_strong_random(id->data + 6, UUID_LEN - 6))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate random bytes for an event id")));
-	for (i = 0; i < 6; i++)
-		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
 	id->data[6] = (id->data[6] & 0x0f) | 0x70;	/* version 7 */
 	id->data[8] = (id->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
 }

@@ -662,15 +662,6 @@ webhooks_queue_next_due(void)
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-/* Are events waiting to be fanned out? */
-bool
-webhooks_queue_has_undispatched(void)
-{
-	run("SELECT 1 FROM webhooks.events WHERE dispatched_at IS NULL LIMIT 1",
-		0, NULL, NULL, NULL, SPI_OK_SELECT);
-	return SPI_processed > 0;
-}
-
 #define PRUNE_BATCH 5000
 #define PRUNE_MAX_BATCHES 20
 
@@ -683,18 +674,6 @@ webhooks_queue_has_undispatched(void)
  */
 static pg_uuid_t prune_cursor;
 
-/* The smallest event id of a time: 48 bits of Unix milliseconds, then zeros. */
-static void
-event_id_floor(TimestampTz ts, pg_uuid_t *id)
-{
-	uint64		ms = (uint64) Max(ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000, 0);
-	int			i;
-
-	memset(id, 0, sizeof(*id));
-	for (i = 0; i < 6; i++)
-		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
-}
-
 /* Delete dispatched events older than the retention that no delivery refers to. */
 static void
 prune_events(void)
@@ -704,7 +683,7 @@ prune_events(void)
 	pg_uuid_t	horizon;
 	int			i;
 
-	event_id_floor(GetCurrentTimestamp() - (int64) webhooks_retention_s * USECS_PER_SEC, &horizon);
+	webhooks_event_id_floor(GetCurrentTimestamp() - (int64) webhooks_retention_s * USECS_PER_SEC, &horizon);
 	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
 	{
 		bool		isnull;

@@ -133,6 +133,7 @@ extern void webhooks_column_out_init(WebhooksColumnOut *col, const char *name,
 extern void webhooks_append_value(StringInfo buf, Datum value, bool isnull,
 								  WebhooksColumnOut *col);
 extern char *webhooks_value_text(Datum value, WebhooksColumnOut *col);
+extern void webhooks_event_id_floor(TimestampTz ts, pg_uuid_t *id);
 extern void webhooks_new_event_id(pg_uuid_t *id);
 extern void webhooks_append_timestamp(StringInfo buf, TimestampTz ts);
 extern void webhooks_append_envelope_head(StringInfo buf, const WebhooksEvent *ev);
@@ -186,12 +187,10 @@ extern int	webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s,
 extern int	webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims);
 extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n);
 extern TimestampTz webhooks_queue_next_due(void);
-extern bool webhooks_queue_has_undispatched(void);
 extern void webhooks_queue_maintain(void);
 
 /* launcher.c: launcher, shared memory, waking workers */
 extern void webhooks_launcher_init(void);
-extern bool webhooks_delivery_available(void);
 extern void webhooks_wake_at_commit(void);
 extern bool webhooks_worker_attach(Oid dboid);
 extern void webhooks_worker_exiting(bool no_extension);
