@@ -25,3 +25,9 @@ SELECT count(DISTINCT s) AS distinct_secrets,
        bool_and(s ~ '^whsec_[A-Za-z0-9+/]{43}=$') AS format,
        bool_and(length(decode(substr(s, 7), 'base64')) = 32) AS key_bytes
 FROM (SELECT webhooks.generate_secret() AS s FROM generate_series(1, 100)) g;
+
+-- the payload envelope used for test notifications: NULL parts are refused
+SELECT webhooks._build_payload('01a242f5-6934-7fca-b492-612ecbac8329', 'page.created', 1, NULL, '{"id": 1}', true)
+    ~ '^\{"id":"01a242f5-6934-7fca-b492-612ecbac8329","type":"page.created","timestamp":"[0-9T:.-]+Z","site_id":1,"space_id":null,"data":\{"id": 1\},"test":true\}$' AS envelope;
+SELECT webhooks._build_payload(NULL, 'page.created', 1, NULL, '{}', true);
+SELECT webhooks._build_payload('01a242f5-6934-7fca-b492-612ecbac8329', 'page.created', 1, NULL, NULL, true);
