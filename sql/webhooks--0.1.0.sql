@@ -536,13 +536,21 @@ CREATE TABLE webhooks.events (
     webhook_ids   bigint[] NOT NULL,
     payload       json NOT NULL,
     test          boolean NOT NULL DEFAULT false,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    dispatched_at timestamptz
+    created_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE webhooks.events IS 'Captured events; payload is the exact JSON body that is POSTed';
 COMMENT ON COLUMN webhooks.events.webhook_ids IS 'The webhooks that matched the event when it was captured';
-COMMENT ON COLUMN webhooks.events.dispatched_at IS 'When the worker turned the event into deliveries; NULL while queued';
-CREATE INDEX events_undispatched_idx ON webhooks.events (created_at) WHERE dispatched_at IS NULL;
+
+-- Events not yet fanned out into deliveries.  The writer adds one row per
+-- up to 32 events it writes (the ids, smallest first); the worker deletes
+-- the row in the transaction that creates their deliveries.  A row per
+-- event (or an index of undispatched events) would cost the writer an
+-- index entry per change and the worker a rewrite of every event row.
+CREATE TABLE webhooks.dispatch_queue (
+    first_event uuid PRIMARY KEY,
+    event_ids   uuid[] NOT NULL
+);
+COMMENT ON TABLE webhooks.dispatch_queue IS 'Events waiting to be fanned out into deliveries, up to 32 ids a row';
 
 -- ---------------------------------------------------------------------------
 -- Capture
@@ -964,8 +972,9 @@ BEGIN
     END IF;
     body := webhooks._build_payload(ev_id, ev_type.name, ev_site, ev_space,
                                     webhooks._sample_data(ev_type.resource, ev_site, ev_space)::text, true);
-    INSERT INTO webhooks.events (id, type, site_id, space_id, webhook_ids, payload, test, dispatched_at)
-    VALUES (ev_id, ev_type.name, ev_site, ev_space, ARRAY[w.id], body::json, true, now());
+    -- not in dispatch_queue: its one delivery is created right here
+    INSERT INTO webhooks.events (id, type, site_id, space_id, webhook_ids, payload, test)
+    VALUES (ev_id, ev_type.name, ev_site, ev_space, ARRAY[w.id], body::json, true);
     INSERT INTO webhooks.deliveries (event_id, webhook_id) VALUES (ev_id, w.id)
     RETURNING id INTO delivery;
     PERFORM webhooks._wake_worker();

@@ -413,7 +413,7 @@ append_row_json(StringInfo buf, TableCapture *tc, const Row *row, const bool *on
 		if (!first)
 			appendStringInfoChar(buf, ',');
 		first = false;
-		appendStringInfoString(buf, tc->columns[i].key);
+		appendBinaryStringInfo(buf, tc->columns[i].key, tc->columns[i].keylen);
 		webhooks_append_value(buf, row->values[i], row->nulls[i], &tc->columns[i]);
 	}
 	appendStringInfoChar(buf, '}');

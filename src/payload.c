@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -24,47 +25,48 @@
 #include "webhooks.h"
 
 /*
- * Append str as a JSON string.  Like escape_json(), but copies runs of
- * characters that need no escaping in one go: CMS rows are mostly long
- * plain text, and this runs for every column of every captured row.
+ * Append len bytes of str as a JSON string, with escape_json()'s escapes,
+ * but copying runs of characters that need no escaping in one go: CMS rows
+ * are mostly long plain text, and this runs for every column of every
+ * captured row.
  */
 void
-webhooks_append_json_string(StringInfo buf, const char *str)
+webhooks_append_json_text(StringInfo buf, const char *str, int len)
 {
 	const unsigned char *p = (const unsigned char *) str;
+	const unsigned char *end = p + len;
 	const unsigned char *run = p;
 
-	appendStringInfoChar(buf, '"');
-	for (;; p++)
+	enlargeStringInfo(buf, len + 2);
+	buf->data[buf->len++] = '"';
+	for (; p < end; p++)
 	{
 		if (*p >= 0x20 && *p != '"' && *p != '\\')
 			continue;
 		if (p > run)
 			appendBinaryStringInfo(buf, (const char *) run, p - run);
-		if (*p == '\0')
-			break;
 		switch (*p)
 		{
 			case '"':
-				appendStringInfoString(buf, "\\\"");
+				appendBinaryStringInfo(buf, "\\\"", 2);
 				break;
 			case '\\':
-				appendStringInfoString(buf, "\\\\");
+				appendBinaryStringInfo(buf, "\\\\", 2);
 				break;
 			case '\b':
-				appendStringInfoString(buf, "\\b");
+				appendBinaryStringInfo(buf, "\\b", 2);
 				break;
 			case '\f':
-				appendStringInfoString(buf, "\\f");
+				appendBinaryStringInfo(buf, "\\f", 2);
 				break;
 			case '\n':
-				appendStringInfoString(buf, "\\n");
+				appendBinaryStringInfo(buf, "\\n", 2);
 				break;
 			case '\r':
-				appendStringInfoString(buf, "\\r");
+				appendBinaryStringInfo(buf, "\\r", 2);
 				break;
 			case '\t':
-				appendStringInfoString(buf, "\\t");
+				appendBinaryStringInfo(buf, "\\t", 2);
 				break;
 			default:
 				appendStringInfo(buf, "\\u%04x", *p);
@@ -72,7 +74,16 @@ webhooks_append_json_string(StringInfo buf, const char *str)
 		}
 		run = p + 1;
 	}
+	if (p > run)
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
 	appendStringInfoChar(buf, '"');
+}
+
+/* Append a NUL-terminated string as a JSON string. */
+void
+webhooks_append_json_string(StringInfo buf, const char *str)
+{
+	webhooks_append_json_text(buf, str, strlen(str));
 }
 
 /* Decide how a value of this (base) type is written as JSON. */
@@ -127,6 +138,7 @@ webhooks_column_out_init(WebhooksColumnOut *col, const char *name, Oid typid,
 	escape_json(&key, name);
 	appendStringInfoChar(&key, ':');
 	col->key = key.data;
+	col->keylen = key.len;
 	col->typid = getBaseType(typid);
 	col->kind = json_kind_for_type(col->typid);
 	getTypeOutputInfo(typid, &outfunc, &isvarlena);
@@ -140,6 +152,34 @@ is_json_number(const char *s)
 {
 	return (s[0] >= '0' && s[0] <= '9') ||
 		(s[0] == '-' && s[1] >= '0' && s[1] <= '9');
+}
+
+/*
+ * Integers are written without their output function (which pallocs its
+ * result): the same digits, straight into the buffer.
+ */
+static bool
+append_integer(StringInfo buf, Datum value, Oid typid)
+{
+	char		digits[MAXINT8LEN + 1];
+	int			len;
+
+	switch (typid)
+	{
+		case INT2OID:
+			len = pg_itoa(DatumGetInt16(value), digits);
+			break;
+		case INT4OID:
+			len = pg_ltoa(DatumGetInt32(value), digits);
+			break;
+		case INT8OID:
+			len = pg_lltoa(DatumGetInt64(value), digits);
+			break;
+		default:
+			return false;
+	}
+	appendBinaryStringInfo(buf, digits, len);
+	return true;
 }
 
 /* Append the value as a JSON value. */
@@ -161,6 +201,8 @@ webhooks_append_value(StringInfo buf, Datum value, bool isnull,
 			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
 			return;
 		case WEBHOOKS_JSON_NUMBER:
+			if (append_integer(buf, value, col->typid))
+				return;
 			out = OutputFunctionCall(&col->output, value);
 			if (is_json_number(out))
 				appendStringInfoString(buf, out);
@@ -186,6 +228,14 @@ webhooks_append_value(StringInfo buf, Datum value, bool isnull,
 			appendStringInfoString(buf, out);
 			return;
 		case WEBHOOKS_JSON_STRING:
+			if (col->typid == TEXTOID || col->typid == VARCHAROID)
+			{
+				/* their output function is a copy of the bytes: skip it */
+				text	   *t = DatumGetTextPP(value);
+
+				webhooks_append_json_text(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+				return;
+			}
 			webhooks_append_json_string(buf, OutputFunctionCall(&col->output, value));
 			return;
 	}
@@ -204,16 +254,21 @@ webhooks_value_text(Datum value, WebhooksColumnOut *col)
 }
 
 /*
- * Event ids are version 7 UUIDs: 48 bits of Unix milliseconds, then random
- * bits; the "floor" of a time (the rest zero) sorts below every id made at
- * or after it, which is how old events are found by the primary key.  Ids
- * that grow with time keep the queue's primary key appending at its right
- * edge instead of splitting pages all over the index.
+ * Event ids are version 7 UUIDs (RFC 9562): 48 bits of Unix milliseconds,
+ * 12 bits of sub-millisecond time (the RFC's method 3), then 62 random
+ * bits.  The "floor" of a time (the rest zero) sorts below every id made at
+ * or after it, which is how old events are found by the primary key.
  */
+static uint64
+unix_ms(TimestampTz ts)
+{
+	return (uint64) Max(ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000, 0);
+}
+
 void
 webhooks_event_id_floor(TimestampTz ts, pg_uuid_t *id)
 {
-	uint64		ms = (uint64) Max(ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000, 0);
+	uint64		ms = unix_ms(ts);
 	int			i;
 
 	memset(id, 0, sizeof(*id));
@@ -221,15 +276,46 @@ webhooks_event_id_floor(TimestampTz ts, pg_uuid_t *id)
 		id->data[i] = (unsigned char) (ms >> (40 - 8 * i));
 }
 
+/*
+ * A new event id.  The ids one backend makes strictly increase, even
+ * within a millisecond or when the clock steps back (the time part then
+ * counts on from the last id): the events' primary key only ever appends
+ * at its right edge, where a B-tree insert is cheapest and pages split
+ * 90/10 instead of in halves.  The random bits make ids of different
+ * backends unique; they are not secrets, so they come from a per-backend
+ * generator seeded once from pg_strong_random rather than from the
+ * system's cryptographic source each time.
+ */
 void
 webhooks_new_event_id(pg_uuid_t *id)
 {
-	webhooks_event_id_floor(GetCurrentTimestamp(), id);
-	if (!pg_strong_random(id->data + 6, UUID_LEN - 6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes for an event id")));
-	id->data[6] = (id->data[6] & 0x0f) | 0x70;	/* version 7 */
+	static uint64 last_tick = 0;	/* ms << 12 | 1/4096ths of a ms */
+	static bool seeded = false;
+	static pg_prng_state prng;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		tick = (unix_ms(now) << 12) | (uint64) ((now % 1000 + 1000) % 1000 * 4096 / 1000);
+	uint64		random;
+	int			i;
+
+	if (!seeded)
+	{
+		if (!pg_prng_strong_seed(&prng))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes for event ids")));
+		seeded = true;
+	}
+	if (tick <= last_tick)
+		tick = last_tick + 1;
+	last_tick = tick;
+	random = pg_prng_uint64(&prng);
+
+	for (i = 0; i < 6; i++)
+		id->data[i] = (unsigned char) (tick >> (52 - 8 * i));
+	id->data[6] = 0x70 | (unsigned char) ((tick >> 8) & 0x0f);	/* version 7 */
+	id->data[7] = (unsigned char) (tick & 0xff);
+	for (i = 8; i < 16; i++)
+		id->data[i] = (unsigned char) (random >> (56 - 8 * (i - 8)));
 	id->data[8] = (id->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
 }
 
@@ -298,9 +384,28 @@ static void
 append_optional_id(StringInfo buf, bool present, int64 id)
 {
 	if (present)
-		appendStringInfo(buf, INT64_FORMAT, id);
+		append_integer(buf, Int64GetDatum(id), INT8OID);
 	else
-		appendStringInfoString(buf, "null");
+		appendBinaryStringInfo(buf, "null", 4);
+}
+
+/* The id in its canonical text form (as uuid_out writes it, without a palloc). */
+static void
+append_uuid(StringInfo buf, const pg_uuid_t *id)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		out[36];
+	int			i,
+				o = 0;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[id->data[i] >> 4];
+		out[o++] = hex[id->data[i] & 0x0f];
+	}
+	appendBinaryStringInfo(buf, out, sizeof(out));
 }
 
 /* Everything up to and including "data": the caller appends the data. */
@@ -308,8 +413,7 @@ void
 webhooks_append_envelope_head(StringInfo buf, const WebhooksEvent *ev)
 {
 	appendStringInfoString(buf, "{\"id\":\"");
-	appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(uuid_out,
-																	UUIDPGetDatum(&ev->id))));
+	append_uuid(buf, &ev->id);
 	appendStringInfoString(buf, "\",\"type\":");
 	escape_json(buf, ev->type);
 	appendStringInfoString(buf, ",\"timestamp\":");

@@ -1,11 +1,14 @@
 /*
  * queue.c
- *     Writing events into webhooks.events, the queue the delivery worker
- *     reads; and the worker's claim / record / prune statements.
+ *     Writing events into webhooks.events (and their ids into
+ *     webhooks.dispatch_queue, where the delivery worker finds them); and
+ *     the worker's dispatch / claim / record / prune statements.
  *
  * One row per captured change, whatever the number of webhooks that want
  * it (their ids go in webhook_ids), written in the transaction of the
- * change, so a rollback queues nothing and a commit loses nothing.
+ * change, so a rollback queues nothing and a commit loses nothing.  An
+ * event row is written once and never updated: what is still to be fanned
+ * out into deliveries is the dispatch queue, a row per up to 32 events.
  *
  * The capture trigger does not insert row by row: running the executor
  * once per changed row would cost more than the change itself.  It hands
@@ -22,6 +25,7 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/toast_internals.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
@@ -39,7 +43,10 @@
 PG_FUNCTION_INFO_V1(webhooks_capture_flush);
 
 #define FLUSH_EVENTS 1000
-#define EVENT_COLUMNS 9			/* webhooks.events */
+#define EVENT_COLUMNS 8			/* webhooks.events */
+#define QUEUE_COLUMNS 2			/* webhooks.dispatch_queue */
+#define QUEUE_ROW_EVENTS 32		/* event ids per dispatch_queue row */
+#define PAYLOAD_COMPRESS_MIN 256	/* bytes: smaller payloads are stored as they are */
 
 typedef struct PendingEvent
 {
@@ -74,6 +81,32 @@ webhook_ids_array(const WebhooksEvent *ev)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/*
+ * The payload as a json datum, LZ4-compressed when that makes it smaller.
+ * A row under 2 kB is never compressed by TOAST, but payloads are JSON whose
+ * keys and values repeat: compressing here writes fewer bytes to the heap
+ * and the WAL.  Every reader decompresses transparently (the datum is an
+ * ordinary inline-compressed varlena, as TOAST makes them).
+ */
+static Datum
+compressed_payload(const StringInfo json)
+{
+	Datum		plain = PointerGetDatum(cstring_to_text_with_len(json->data, json->len));
+#ifdef USE_LZ4
+	if (json->len >= PAYLOAD_COMPRESS_MIN)
+	{
+		Datum		packed = toast_compress_datum(plain, TOAST_LZ4_COMPRESSION);
+
+		if (DatumGetPointer(packed) != NULL)
+		{
+			pfree(DatumGetPointer(plain));
+			return packed;
+		}
+	}
+#endif
+	return plain;
+}
+
 static void
 forget_pending(void)
 {
@@ -83,25 +116,26 @@ forget_pending(void)
 	maxpending = 0;
 }
 
-/* The OID of webhooks.events (looked up per flush: two syscache probes). */
+/* The OID of a table of the extension (looked up per flush: two syscache probes). */
 static Oid
-events_relid(void)
+queue_table_relid(const char *relname)
 {
 	Oid			nsp = get_namespace_oid(WEBHOOKS_SCHEMA, false);
-	Oid			relid = get_relname_relid("events", nsp);
+	Oid			relid = get_relname_relid(relname, nsp);
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table webhooks.events does not exist"),
+				 errmsg("table webhooks.%s does not exist", relname),
 				 errhint("Reinstall the extension: DROP EXTENSION webhooks; CREATE EXTENSION webhooks;")));
 	return relid;
 }
 
 /* Fill a slot with an event, in webhooks.events' column order. */
 static void
-store_event(TupleTableSlot *slot, const PendingEvent *ev)
+store_event(TupleTableSlot *slot, int i, void *arg)
 {
+	const PendingEvent *ev = ((PendingEvent **) arg)[i];
 	Datum	   *values = slot->tts_values;
 	bool	   *isnull = slot->tts_isnull;
 
@@ -117,40 +151,65 @@ store_event(TupleTableSlot *slot, const PendingEvent *ev)
 	values[5] = ev->payload;
 	values[6] = BoolGetDatum(ev->test);
 	values[7] = TimestampTzGetDatum(ev->created_at);
-	isnull[8] = true;			/* dispatched_at */
+	ExecStoreVirtualTuple(slot);
+}
+
+/* The events written by one flush, as dispatch_queue rows of QUEUE_ROW_EVENTS ids. */
+typedef struct QueueRows
+{
+	PendingEvent **events;
+	int			nevents;
+} QueueRows;
+
+/* Fill a slot with dispatch_queue row i: (smallest id, ids). */
+static void
+store_queue_row(TupleTableSlot *slot, int i, void *arg)
+{
+	const QueueRows *rows = arg;
+	int			first = i * QUEUE_ROW_EVENTS;
+	int			n = Min(QUEUE_ROW_EVENTS, rows->nevents - first);
+	Datum		ids[QUEUE_ROW_EVENTS];
+	const pg_uuid_t *smallest = &rows->events[first]->id;
+	int			k;
+
+	for (k = 0; k < n; k++)
+	{
+		const pg_uuid_t *id = &rows->events[first + k]->id;
+
+		ids[k] = UUIDPGetDatum(id);
+		if (memcmp(id->data, smallest->data, UUID_LEN) < 0)
+			smallest = id;
+	}
+	ExecClearTuple(slot);
+	slot->tts_isnull[0] = false;
+	slot->tts_isnull[1] = false;
+	slot->tts_values[0] = UUIDPGetDatum(smallest);
+	slot->tts_values[1] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
+														  TYPALIGN_CHAR));
 	ExecStoreVirtualTuple(slot);
 }
 
 /*
- * Write the buffered events of subtransaction subxid (all of them if
- * InvalidSubTransactionId).  They go straight into the heap with
- * table_multi_insert and into the indexes, as COPY does: no executor
- * start-up, no SQL.  The table has no triggers, rules or constraints
- * beyond what these values satisfy by construction.
+ * Insert nrows rows, made by fill, into webhooks.<relname> and its indexes
+ * with table_multi_insert, as COPY does: no executor start-up, no SQL.
+ * The queue tables have no triggers, rules or constraints beyond what the
+ * values satisfy by construction.  Allocates in the caller's (short-lived)
+ * context.
  */
 static void
-flush_pending(SubTransactionId subxid)
+insert_rows(const char *relname, int natts, int nrows,
+			void (*fill) (TupleTableSlot *slot, int i, void *arg), void *arg)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext tmp;
-	Relation	rel;
+	Relation	rel = table_open(queue_table_relid(relname), RowExclusiveLock);
 	ResultRelInfo *rri;
 	EState	   *estate;
 	TupleDesc	desc;
 	TupleTableSlot **slots;
-	int			n = 0,
-				kept = 0,
-				i;
+	int			i;
 
-	if (npending == 0)
-		return;
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "webhooks flush", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(tmp);
-
-	rel = table_open(events_relid(), RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != EVENT_COLUMNS)
-		elog(ERROR, "webhooks.events has %d columns, expected %d",
-			 RelationGetDescr(rel)->natts, EVENT_COLUMNS);
+	if (RelationGetDescr(rel)->natts != natts)
+		elog(ERROR, "webhooks.%s has %d columns, expected %d",
+			 relname, RelationGetDescr(rel)->natts, natts);
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
@@ -158,36 +217,64 @@ flush_pending(SubTransactionId subxid)
 
 	/* an unpinned copy of the descriptor: slots on it need no resource owner */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	slots = palloc(sizeof(TupleTableSlot *) * npending);
-	for (i = 0; i < npending; i++)
+	slots = palloc(sizeof(TupleTableSlot *) * nrows);
+	for (i = 0; i < nrows; i++)
 	{
-		if (subxid != InvalidSubTransactionId && pending[i].subxid != subxid)
-			continue;			/* another level's: stays buffered */
-		slots[n] = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
-		store_event(slots[n], &pending[i]);
-		n++;
+		slots[i] = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+		fill(slots[i], i, arg);
 	}
-	if (n > 0)
+	table_multi_insert(rel, slots, nrows, GetCurrentCommandId(true), 0, NULL);
+	for (i = 0; i < nrows; i++)
 	{
-		table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
-		for (i = 0; i < n; i++)
-		{
-			List	   *recheck;
+		List	   *recheck;
 
-			ResetPerTupleExprContext(estate);
+		ResetPerTupleExprContext(estate);
 #if PG_VERSION_NUM >= 160000
-			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL, false);
+		recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL, false);
 #else
-			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+		recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
 #endif
-			list_free(recheck);
-			ExecDropSingleTupleTableSlot(slots[i]);
-		}
-		webhooks_wake_at_commit();
+		list_free(recheck);
+		ExecDropSingleTupleTableSlot(slots[i]);
 	}
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+}
+
+/*
+ * Write the buffered events of subtransaction subxid (all of them if
+ * InvalidSubTransactionId) into webhooks.events, and their ids into
+ * webhooks.dispatch_queue for the worker.  Events of other levels stay
+ * buffered.
+ */
+static void
+flush_pending(SubTransactionId subxid)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext tmp;
+	QueueRows	rows;
+	int			kept = 0,
+				i;
+
+	if (npending == 0)
+		return;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "webhooks flush", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(tmp);
+
+	rows.events = palloc(sizeof(PendingEvent *) * npending);
+	rows.nevents = 0;
+	for (i = 0; i < npending; i++)
+		if (subxid == InvalidSubTransactionId || pending[i].subxid == subxid)
+			rows.events[rows.nevents++] = &pending[i];
+	if (rows.nevents > 0)
+	{
+		insert_rows("events", EVENT_COLUMNS, rows.nevents, store_event, rows.events);
+		insert_rows("dispatch_queue", QUEUE_COLUMNS,
+					(rows.nevents + QUEUE_ROW_EVENTS - 1) / QUEUE_ROW_EVENTS,
+					store_queue_row, &rows);
+		webhooks_wake_at_commit();
+	}
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(tmp);
 
@@ -288,7 +375,7 @@ webhooks_enqueue_buffered(const WebhooksEvent *ev)
 	p->has_space = ev->has_space;
 	p->space_id = ev->space_id;
 	p->webhook_ids = webhook_ids_array(ev);
-	p->payload = PointerGetDatum(cstring_to_text_with_len(ev->payload->data, ev->payload->len));
+	p->payload = compressed_payload(ev->payload);
 	p->test = ev->test;
 	p->created_at = ev->created_at;
 	MemoryContextSwitchTo(old);
@@ -485,28 +572,34 @@ webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **cla
 }
 
 /*
- * Dispatch new events: mark them dispatched and create one delivery per
- * webhook in webhook_ids, already claimed for its first attempt, and
- * return those claims.  One statement does what fanning out and claiming
- * would do in three.  At most about limit deliveries: the events taken are
- * limit divided by the number of enabled webhooks.
+ * Dispatch new events: take the oldest rows of webhooks.dispatch_queue,
+ * create one delivery per webhook in each event's webhook_ids, already
+ * claimed for its first attempt, and return those claims.  One statement
+ * does what fanning out and claiming would do in three, and the events
+ * themselves are only read.  At most about limit deliveries: the queue
+ * rows taken hold limit divided by the number of enabled webhooks events.
+ * *more says whether events are still waiting.
  */
 int
 webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims,
 						bool *more)
 {
-	Oid			argtypes[3] = {INT4OID, INT4OID, INT4OID};
-	Datum		args[3] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s)};
+	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT4OID};
+	Datum		args[4] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s),
+	Int32GetDatum(QUEUE_ROW_EVENTS)};
+	bool		isnull;
 	int			n;
 
-	run("WITH ev AS ( "
-		"  UPDATE webhooks.events e SET dispatched_at = now() "
-		"  WHERE e.id = ANY (ARRAY(SELECT id FROM webhooks.events WHERE dispatched_at IS NULL "
-		"                         ORDER BY created_at "
-		"                         LIMIT greatest(1, $1 / greatest(1, (SELECT count(*) FROM webhooks.webhooks "
-		"                                                             WHERE enabled))))) "
-		"    AND e.dispatched_at IS NULL "
-		"  RETURNING e.id, e.webhook_ids, e.payload), "
+	run("WITH q AS ( "
+		"  DELETE FROM webhooks.dispatch_queue "
+		"  WHERE first_event = ANY (ARRAY( "
+		"    SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
+		"    LIMIT greatest(1, $1 / ($4 * greatest(1, (SELECT count(*) FROM webhooks.webhooks "
+		"                                              WHERE enabled)))))) "
+		"  RETURNING event_ids), "
+		"     ev AS ( "
+		"  SELECT e.id, e.webhook_ids, e.payload FROM webhooks.events e "
+		"  WHERE e.id = ANY (ARRAY(SELECT unnest(event_ids) FROM q))), "
 		"     d AS ( "
 		"  INSERT INTO webhooks.deliveries (event_id, webhook_id, status, attempts, "
 		"                                   next_attempt_at, last_attempt_at) "
@@ -519,9 +612,10 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"FROM d JOIN ev ON ev.id = d.event_id "
 		"LEFT JOIN hooks w ON w.id = d.webhook_id "
 		"ORDER BY d.id",
-		3, argtypes, args, NULL, SPI_OK_SELECT);
+		4, argtypes, args, NULL, SPI_OK_SELECT);
 	n = read_claims(claims);
-	*more = n >= limit;
+	run("SELECT EXISTS (SELECT 1 FROM webhooks.dispatch_queue)", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return n;
 }
 
@@ -692,10 +786,13 @@ prune_events(void)
 		args[0] = UUIDPGetDatum(&prune_cursor);
 		args[1] = UUIDPGetDatum(&horizon);
 		args[2] = Int32GetDatum(PRUNE_BATCH);
-		run("WITH slice AS (SELECT id, dispatched_at FROM webhooks.events "
+		run("WITH slice AS (SELECT id FROM webhooks.events "
 			"               WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3), "
+			"     waiting AS (SELECT (SELECT first_event FROM webhooks.dispatch_queue "
+			"                         ORDER BY first_event LIMIT 1) AS id), "
 			"     gone AS (DELETE FROM webhooks.events e WHERE e.id = ANY (ARRAY( "
-			"                SELECT s.id FROM slice s WHERE s.dispatched_at IS NOT NULL "
+			"                SELECT s.id FROM slice s, waiting "
+			"                WHERE (waiting.id IS NULL OR s.id < waiting.id) "
 			"                  AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d "
 			"                                  WHERE d.event_id = s.id)))) "
 			"SELECT (SELECT id FROM slice ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM slice)",

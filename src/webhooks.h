@@ -121,6 +121,7 @@ typedef enum WebhooksJsonKind
 typedef struct WebhooksColumnOut
 {
 	char	   *key;			/* "name": already escaped */
+	int			keylen;
 	WebhooksJsonKind kind;
 	Oid			typid;			/* base type, domains looked through */
 	FmgrInfo	output;
@@ -128,6 +129,7 @@ typedef struct WebhooksColumnOut
 
 /* payload.c: the JSON envelope and its parts */
 extern void webhooks_append_json_string(StringInfo buf, const char *str);
+extern void webhooks_append_json_text(StringInfo buf, const char *str, int len);
 extern void webhooks_column_out_init(WebhooksColumnOut *col, const char *name,
 									 Oid typid, MemoryContext mcxt);
 extern void webhooks_append_value(StringInfo buf, Datum value, bool isnull,

@@ -10,7 +10,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(106);
+SELECT plan(116);
 
 -- The sorted keys of a JSON object (duplicates kept, so they would show).
 CREATE FUNCTION pg_temp.keys(j json) RETURNS text[] LANGUAGE sql IMMUTABLE AS
@@ -289,6 +289,47 @@ ROLLBACK TO SAVEPOINT sp;
 RELEASE SAVEPOINT sp;
 INSERT INTO captest.pages (id, site_id, title) VALUES (26, 1, 'after a rolled-back untrack');
 SELECT is((SELECT count(*)::int FROM webhooks.events), 1, 'a rolled-back untrack() keeps the table tracked');
+
+-- ------------------------------------------------------ dispatch queue ---
+-- every written event is listed once in webhooks.dispatch_queue, 32 a row
+DELETE FROM webhooks.events;
+DELETE FROM webhooks.dispatch_queue;
+INSERT INTO captest.pages (id, site_id, title) SELECT 100 + i, 1, 'queued ' || i FROM generate_series(1, 70) i;
+SELECT is((SELECT array_agg(cardinality(event_ids) ORDER BY first_event) FROM webhooks.dispatch_queue),
+          ARRAY[32, 32, 6], '70 events of one statement are listed in 3 dispatch_queue rows (32, 32, 6)');
+SELECT set_eq($$SELECT unnest(event_ids) FROM webhooks.dispatch_queue$$, $$SELECT id FROM webhooks.events$$,
+              'the dispatch queue lists exactly the events written');
+SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue q
+           WHERE q.first_event <> (SELECT min(u::text)::uuid FROM unnest(q.event_ids) u)), 0,
+          'each queue row is keyed by its smallest event id');
+SELECT is((SELECT count(*)::int FROM (
+               SELECT id, lag(id) OVER (ORDER BY (payload -> 'data' ->> 'id')::int) AS prev
+               FROM webhooks.events) s WHERE prev IS NOT NULL AND id <= prev), 0,
+          'event ids made by one backend strictly increase, even within a millisecond');
+SELECT is((SELECT count(*)::int FROM webhooks.events
+           WHERE substr(id::text, 15, 1) <> '7' OR substr(id::text, 20, 1) NOT IN ('8', '9', 'a', 'b')), 0,
+          'event ids are RFC 9562 version 7 UUIDs');
+DELETE FROM webhooks.events;
+DELETE FROM webhooks.dispatch_queue;
+SAVEPOINT sp;
+INSERT INTO captest.pages (id, site_id, title) VALUES (200, 1, 'undone');
+ROLLBACK TO SAVEPOINT sp;
+RELEASE SAVEPOINT sp;
+SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue), 0,
+          'a rolled-back subtransaction leaves nothing in the dispatch queue');
+
+-- large payloads are stored compressed, and read back exactly
+INSERT INTO captest.pages (id, site_id, title, body) VALUES (201, 1, 'long', repeat('lorem ipsum ', 100));
+SELECT is((SELECT pg_column_compression(payload) FROM webhooks.events), 'lz4',
+          'a payload of 256 bytes or more is stored LZ4-compressed');
+SELECT is(pg_temp.only_payload() -> 'data' ->> 'body', repeat('lorem ipsum ', 100),
+          'the compressed payload reads back exactly');
+SELECT ok((SELECT pg_column_size(payload) < octet_length(payload::text) / 4 FROM webhooks.events),
+          'and takes a fraction of the space');
+DELETE FROM webhooks.events;
+INSERT INTO captest.pages (id, site_id, title) VALUES (202, 1, 's');
+SELECT is((SELECT pg_column_compression(payload) FROM webhooks.events), NULL,
+          'a short payload is stored as it is');
 
 -- ----------------------------------------------------------- schema changes ---
 ALTER TABLE captest.pages ADD COLUMN label text DEFAULT 'new column';
