@@ -432,7 +432,13 @@ worker_plan(const char *sql, int nargs, Oid *argtypes)
 	for (i = 0; i < MAX_WORKER_PLANS && worker_plans[i].sql != NULL; i++)
 		if (worker_plans[i].sql == sql)
 			return worker_plans[i].plan;
-	plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * Generic plans: the planner settings are pinned and the plans are the
+	 * same for any parameter values, but with custom plans (the plan
+	 * cache's default while a generic plan looks costlier) every round would
+	 * be planned again.
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare a webhooks worker statement (%s): %.60s...",
 			 SPI_result_code_string(SPI_result), sql);
@@ -736,7 +742,16 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n)
 		"  last_status = excluded.last_status, last_error = excluded.last_error",
 		10, argtypes, args, NULL, SPI_OK_INSERT);
 
-	/* 410 Gone: the receiver says the endpoint is no more */
+	/*
+	 * 410 Gone: the receiver says the endpoint is no more.  Only run when
+	 * some receiver said so: any UPDATE of webhooks.webhooks, even of no
+	 * row, fires the statement trigger that makes every backend drop its
+	 * subscription cache and every cached plan on the table be replanned.
+	 */
+	for (i = 0; i < n && outcomes[i].http_status != 410; i++)
+		;
+	if (i == n)
+		return;
 	run("UPDATE webhooks.webhooks SET enabled = false, disabled_at = now(), "
 		"       disabled_reason = 'disabled by pg-webhooks: the endpoint answered 410 Gone' "
 		"WHERE enabled AND id IN (SELECT w FROM unnest($2, $5) AS r(w, s) WHERE s = 410)",
@@ -818,10 +833,17 @@ webhooks_queue_maintain(void)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 	int			i;
+	bool		isnull;
 
 	args[0] = Int32GetDatum(webhooks_disable_after_s);
 	args[1] = Int32GetDatum(webhooks_disable_min_attempts);
-	run("UPDATE webhooks.webhooks w SET enabled = false, disabled_at = now(), "
+	/* as for 410 above: no UPDATE of webhooks.webhooks unless one is to be disabled */
+	run("SELECT EXISTS (SELECT 1 FROM webhooks.webhook_health h JOIN webhooks.webhooks w ON w.id = h.webhook_id "
+		"               WHERE w.enabled AND h.failing_since <= now() - $1 * interval '1 second' "
+		"                 AND h.consecutive_failures >= $2)",
+		2, argtypes, args, NULL, SPI_OK_SELECT);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		run("UPDATE webhooks.webhooks w SET enabled = false, disabled_at = now(), "
 		"       disabled_reason = format('disabled by pg-webhooks: every delivery failed since %s "
 		"(%s failed attempts); last error: %s', h.failing_since, h.consecutive_failures, "
 		"coalesce(h.last_error, 'HTTP ' || h.last_status)) "
@@ -829,7 +851,9 @@ webhooks_queue_maintain(void)
 		"WHERE h.webhook_id = w.id AND w.enabled "
 		"  AND h.failing_since <= now() - $1 * interval '1 second' "
 		"  AND h.consecutive_failures >= $2",
-		2, argtypes, args, NULL, SPI_OK_UPDATE);
+			2, argtypes, args, NULL, SPI_OK_UPDATE);
+	else
+		SPI_processed = 0;
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("pg-webhooks disabled " UINT64_FORMAT " webhook(s) whose deliveries kept failing",
