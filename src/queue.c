@@ -783,6 +783,59 @@ webhooks_queue_next_due(void)
  */
 static pg_uuid_t prune_cursor;
 
+/*
+ * Where the walk of deliveries by id stopped last time (0: start over).
+ * Deliveries are pruned walking the primary key in bounded slices rather
+ * than through an index on finished_at: such an index would cost every
+ * delivery one more index entry when it finishes, on the worker's hot path.
+ */
+static int64 prune_delivery_cursor = 0;
+
+/*
+ * Delete finished deliveries (with their attempts) older than the
+ * retention.  A slice whose newest delivery was created within the
+ * retention ends the walk: ids grow with creation time and a delivery
+ * finishes after it is created, so nothing further can be old enough.
+ */
+static void
+prune_deliveries(void)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		args[3];
+	int			i;
+
+	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
+	{
+		bool		isnull,
+					count_null,
+					recent_null;
+		Datum		last;
+		int64		count;
+		bool		recent;
+
+		args[0] = Int64GetDatum(prune_delivery_cursor);
+		args[1] = Int32GetDatum(webhooks_retention_s);
+		args[2] = Int32GetDatum(PRUNE_BATCH);
+		run("WITH slice AS (SELECT id, created_at, finished_at FROM webhooks.deliveries "
+			"               WHERE id > $1 ORDER BY id LIMIT $3), "
+			"     old AS (SELECT id FROM slice WHERE finished_at < now() - $2 * interval '1 second'), "
+			"     a AS (DELETE FROM webhooks.attempts WHERE delivery_id IN (SELECT id FROM old)), "
+			"     d AS (DELETE FROM webhooks.deliveries WHERE id IN (SELECT id FROM old)) "
+			"SELECT (SELECT id FROM slice ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM slice), "
+			"       (SELECT max(created_at) FROM slice) >= now() - $2 * interval '1 second'",
+			3, argtypes, args, NULL, SPI_OK_SELECT);
+		last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &count_null));
+		recent = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &recent_null));
+		if (isnull || count < PRUNE_BATCH || (!recent_null && recent))
+		{
+			prune_delivery_cursor = 0;	/* reached the retention window */
+			break;
+		}
+		prune_delivery_cursor = DatumGetInt64(last);
+	}
+}
+
 /* Delete dispatched events older than the retention that no delivery refers to. */
 static void
 prune_events(void)
@@ -832,7 +885,6 @@ webhooks_queue_maintain(void)
 {
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
-	int			i;
 	bool		isnull;
 
 	args[0] = Int32GetDatum(webhooks_disable_after_s);
@@ -859,18 +911,6 @@ webhooks_queue_maintain(void)
 				(errmsg("pg-webhooks disabled " UINT64_FORMAT " webhook(s) whose deliveries kept failing",
 						SPI_processed)));
 
-	args[0] = Int32GetDatum(webhooks_retention_s);
-	args[1] = Int32GetDatum(PRUNE_BATCH);
-	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
-	{
-		run("WITH old AS (SELECT id FROM webhooks.deliveries "
-			"             WHERE finished_at < now() - $1 * interval '1 second' "
-			"             ORDER BY finished_at LIMIT $2), "
-			"     a AS (DELETE FROM webhooks.attempts WHERE delivery_id IN (SELECT id FROM old)) "
-			"DELETE FROM webhooks.deliveries WHERE id IN (SELECT id FROM old)",
-			2, argtypes, args, NULL, SPI_OK_DELETE);
-		if (SPI_processed < PRUNE_BATCH)
-			break;
-	}
+	prune_deliveries();
 	prune_events();
 }
