@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Connections: many requests share few keep-alive connections, never more
-# than webhooks.max_connections at once, and requests really do overlap.
+# than webhooks.max_connections at once, and requests really do overlap;
+# fanning out over several receivers keeps a connection to each.
 source "$(dirname "$0")/lib.sh"
 
 PORT=18975
-plan 4
+plan 7
 setup_db keepalive || finish
 guc allowed_networks '127.0.0.1/32'
 guc max_connections 4
@@ -57,5 +58,34 @@ ok "connections are kept alive and reused (at most 8 for 200 requests)" test "$C
 ok "never more than webhooks.max_connections open at once" test "$MAX_OPEN" -le 4
 # 200 requests of 20 ms one after the other would take 4 s; 4 at a time about 1 s
 ok "requests overlap (200 x 20 ms took less than 3 s)" awk -v e="$ELAPSED" 'BEGIN { exit !(e < 3) }'
+
+# Fan-out: three receivers, every event goes to all three, in turn.  With
+# max_connections 2, idle connections to the other receivers stay open (up
+# to 2 x max_connections, at least max_connections + 16) instead of being
+# closed to open one to the next receiver.
+guc max_connections 2
+q "SELECT webhooks.delete_webhook(id) FROM webhooks.webhooks" >/dev/null
+FAN_PIDS=()
+for i in 1 2 3; do
+	echo "0 0 0" >"$E2E_TMP/fan$i.stats"
+	python3 "$E2E_TMP/ka.py" $((PORT + i)) "$E2E_TMP/fan$i.stats" &
+	E2E_PIDS+=("$!")
+	wait_for 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$((PORT + i))" 2>/dev/null
+	q "SELECT webhooks.create_webhook('fan $i', '$(url $((PORT + i)))', '{*}')" >/dev/null
+done
+q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('n', g), site_id => 1)) FROM generate_series(1, 60) g" >/dev/null
+ok "180 deliveries to three receivers succeed" \
+	wait_sql 30 "SELECT count(*) = 180 FROM webhooks.deliveries d JOIN webhooks.webhooks w ON w.id = d.webhook_id
+	             WHERE w.name LIKE 'fan %' AND d.status = 'succeeded'"
+TOTAL=0
+MAX_ANY=0
+for i in 1 2 3; do
+	read -r C R M <"$E2E_TMP/fan$i.stats"
+	diag "receiver $i: $R requests over $C connections (at most $M open at once)"
+	TOTAL=$((TOTAL + C))
+	[ "$M" -gt "$MAX_ANY" ] && MAX_ANY=$M
+done
+ok "each receiver keeps its connections: at most 12 in all for 180 requests" test "$TOTAL" -le 12
+ok "never more than webhooks.max_connections open to one receiver" test "$MAX_ANY" -le 2
 guc_reset max_connections
 finish
