@@ -604,7 +604,7 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"                                              WHERE enabled)))))) "
 		"  RETURNING event_ids), "
 		"     ev AS ( "
-		"  SELECT e.id, e.webhook_ids, e.payload FROM webhooks.events e "
+		"  SELECT e.id, e.webhook_ids FROM webhooks.events e "
 		"  WHERE e.id = ANY (ARRAY(SELECT unnest(event_ids) FROM q))), "
 		"     d AS ( "
 		"  INSERT INTO webhooks.deliveries (event_id, webhook_id, status, attempts, "
@@ -613,10 +613,14 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"  FROM ev, unnest(ev.webhook_ids) WITH ORDINALITY AS w(id, n) ORDER BY ev.id, w.n "
 		"  RETURNING id, event_id, webhook_id, attempts), "
 		HOOKS_CTE
-		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, ev.payload::text, "
+		/*
+		 * the payload by the events' primary key, not by joining ev: with
+		 * hash joins off, that join rescans ev for every delivery
+		 */
+		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, "
+		"       (SELECT e.payload::text FROM webhooks.events e WHERE e.id = d.event_id), "
 		WEBHOOK_COLUMNS
-		"FROM d JOIN ev ON ev.id = d.event_id "
-		"LEFT JOIN hooks w ON w.id = d.webhook_id "
+		"FROM d LEFT JOIN hooks w ON w.id = d.webhook_id "
 		"ORDER BY d.id",
 		4, argtypes, args, NULL, SPI_OK_SELECT);
 	n = read_claims(claims);
