@@ -578,6 +578,15 @@ AS 'MODULE_PATHNAME', 'webhooks_capture'
 LANGUAGE C;
 
 -- Writes the events a statement buffered, when the statement ends (C).
+-- Called by the WHEN clause of the capture trigger, as the role that writes
+-- the table: EXECUTE is granted to PUBLIC below (without USAGE on the
+-- schema nobody can call it by name; it only says whether events of a
+-- table are wanted).  VOLATILE so that it is never folded into a constant.
+CREATE FUNCTION webhooks._capture_wanted(tbl regclass)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'webhooks_capture_wanted';
+
 CREATE FUNCTION webhooks._capture_flush()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'webhooks_capture_flush'
@@ -598,8 +607,11 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
     END LOOP;
     IF attach THEN
+        -- the WHEN clause skips rows of a table nobody subscribed to before
+        -- PostgreSQL queues them for the trigger (see _capture_wanted)
         EXECUTE format('CREATE TRIGGER webhooks_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION webhooks._capture()', tbl);
+                       'FOR EACH ROW WHEN (webhooks._capture_wanted(%L::regclass)) '
+                       'EXECUTE FUNCTION webhooks._capture()', tbl, tbl::text);
         EXECUTE format('CREATE TRIGGER webhooks_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION webhooks._capture_flush()', tbl);
     END IF;
@@ -1112,3 +1124,5 @@ GRANT INSERT, UPDATE, DELETE ON webhooks.webhooks, webhooks.tracked_tables TO we
 GRANT INSERT, UPDATE ON webhooks.settings TO webhooks_admin;
 GRANT USAGE ON SEQUENCE webhooks.webhooks_id_seq TO webhooks_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
+-- the one exception to "nothing for PUBLIC": see its definition
+GRANT EXECUTE ON FUNCTION webhooks._capture_wanted(regclass) TO PUBLIC;

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/tupdesc.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
@@ -631,6 +632,40 @@ webhooks_capture(PG_FUNCTION_ARGS)
 			capture_update(tc, rel, trigdata->tg_trigtuple, trigdata->tg_newtuple);
 	}
 	PG_RETURN_POINTER(NULL);
+}
+
+PG_FUNCTION_INFO_V1(webhooks_capture_wanted);
+
+/*
+ * webhooks._capture_wanted(tbl) → boolean: the WHEN clause of the capture
+ * trigger.  PostgreSQL evaluates it as each row changes and queues the row
+ * for the AFTER trigger only when it is true, so a tracked table whose
+ * events nobody subscribed to (or any table while the switch is off) does
+ * not pay for queueing, re-fetching and calling the trigger on every row.
+ * The table's configuration is loaded here if this backend has not yet
+ * (the trigger itself only runs when the statement ends, too late for the
+ * statement's other rows).  A partition's trigger names its parent, whose
+ * configuration it shares.
+ */
+Datum
+webhooks_capture_wanted(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	TableCapture *tc = NULL;
+
+	if (!webhooks_switch_on())
+		PG_RETURN_BOOL(false);
+	if (table_cache != NULL)
+		tc = hash_search(table_cache, &relid, HASH_FIND, NULL);
+	if (tc == NULL || !tc->valid)
+	{
+		/* the statement's DML already holds a lock on the table (or a partition of it) */
+		Relation	rel = relation_open(relid, AccessShareLock);
+
+		tc = table_capture_for(rel);
+		relation_close(rel, NoLock);
+	}
+	PG_RETURN_BOOL(tc->created_wanted || tc->deleted_wanted || tc->update_wanted);
 }
 
 static void

@@ -10,7 +10,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(116);
+SELECT plan(121);
 
 -- The sorted keys of a JSON object (duplicates kept, so they would show).
 CREATE FUNCTION pg_temp.keys(j json) RETURNS text[] LANGUAGE sql IMMUTABLE AS
@@ -289,6 +289,29 @@ ROLLBACK TO SAVEPOINT sp;
 RELEASE SAVEPOINT sp;
 INSERT INTO captest.pages (id, site_id, title) VALUES (26, 1, 'after a rolled-back untrack');
 SELECT is((SELECT count(*)::int FROM webhooks.events), 1, 'a rolled-back untrack() keeps the table tracked');
+
+-- ------------------------------------------------ trigger WHEN clause ---
+-- rows of a tracked table whose events nobody wants never reach the trigger
+-- function: its WHEN clause answers no once this backend's caches are loaded
+SET LOCAL track_functions = 'all';
+SELECT is((SELECT pg_get_triggerdef(oid) LIKE '%WHEN (webhooks._capture_wanted(''captest.entries''::regclass))%'
+           FROM pg_trigger WHERE tgrelid = 'captest.entries'::regclass AND tgname = 'webhooks_capture'),
+          true, 'the capture trigger has a WHEN clause naming its table');
+DELETE FROM webhooks.events;
+INSERT INTO captest.entries VALUES (500, 1, 'loads the caches');
+SELECT coalesce(pg_stat_get_xact_function_calls('webhooks._capture'::regproc), 0) AS calls_before \gset
+INSERT INTO captest.entries SELECT 500 + i, 1, 'nobody wants entries' FROM generate_series(1, 50) i;
+UPDATE captest.entries SET title = 'still nobody' WHERE id >= 500;
+DELETE FROM captest.entries WHERE id >= 500;
+SELECT is(coalesce(pg_stat_get_xact_function_calls('webhooks._capture'::regproc), 0) - :calls_before, 0::bigint,
+          'changes nobody subscribed to never call the trigger function');
+SELECT is((SELECT count(*)::int FROM webhooks.events), 0, 'and queue nothing');
+SELECT coalesce(pg_stat_get_xact_function_calls('webhooks._capture'::regproc), 0) AS calls_before \gset
+INSERT INTO captest.pages (id, site_id, title) SELECT 300 + i, 1, 'wanted' FROM generate_series(1, 5) i;
+SELECT is(coalesce(pg_stat_get_xact_function_calls('webhooks._capture'::regproc), 0) - :calls_before, 5::bigint,
+          'rows of a table whose events are wanted call it once each');
+SELECT is((SELECT count(*)::int FROM webhooks.events), 5, 'and are queued');
+DELETE FROM captest.pages WHERE id > 300;
 
 -- ------------------------------------------------------ dispatch queue ---
 -- every written event is listed once in webhooks.dispatch_queue, 32 a row

@@ -13,7 +13,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(59);
+SELECT plan(60);
 
 CREATE ROLE cms_app NOLOGIN;
 CREATE ROLE hook_admin NOLOGIN IN ROLE webhooks_admin;
@@ -54,11 +54,13 @@ SELECT is((SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c
           'nor on any sequence');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
                   aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-           WHERE n.nspname = 'webhooks' AND a.grantee = 0), 0,
-          'PUBLIC may execute no function in schema webhooks');
-SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-           WHERE n.nspname = 'webhooks' AND has_function_privilege('cms_app', p.oid, 'EXECUTE')), 0,
-          'a role without grants may execute no function in schema webhooks');
+           WHERE n.nspname = 'webhooks' AND a.grantee = 0
+             AND p.oid <> 'webhooks._capture_wanted(regclass)'::regprocedure), 0,
+          'PUBLIC may execute no function in schema webhooks but the capture trigger''s WHEN function');
+SELECT is((SELECT array_agg(p.oid::regprocedure::text) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'webhooks' AND has_function_privilege('cms_app', p.oid, 'EXECUTE')),
+          ARRAY['webhooks._capture_wanted(regclass)'],
+          'a role without grants may execute only that function in schema webhooks');
 SELECT ok(NOT has_schema_privilege('cms_app', 'webhooks', 'USAGE'), 'a role without grants has no USAGE on schema webhooks');
 SELECT ok(NOT has_schema_privilege('public', 'webhooks', 'USAGE') AND NOT has_schema_privilege('public', 'webhooks', 'CREATE'),
           'PUBLIC has no USAGE or CREATE on schema webhooks');
@@ -90,6 +92,8 @@ SELECT throws_ok($$SELECT webhooks.create_webhook('x', 'https://evil.example/', 
                  'permission denied for schema webhooks', 'cms_app cannot create a webhook');
 SELECT throws_ok($$INSERT INTO webhooks.webhooks (name, url, events) VALUES ('x', 'https://evil.example/', '{*}')$$, '42501',
                  'permission denied for schema webhooks', 'cms_app cannot insert a webhook');
+SELECT throws_ok('SELECT webhooks._capture_wanted(''pg_class'')', '42501', 'permission denied for schema webhooks',
+                 'cms_app cannot call the WHEN function by name');
 SELECT throws_ok('SELECT webhooks.enable()', '42501', 'permission denied for schema webhooks', 'cms_app cannot call enable()');
 SELECT throws_ok('SELECT webhooks.disable()', '42501', 'permission denied for schema webhooks', 'cms_app cannot call disable()');
 SELECT throws_ok($$SELECT webhooks.emit('page.published', '{}', 1)$$, '42501', 'permission denied for schema webhooks',
