@@ -794,49 +794,63 @@ static pg_uuid_t prune_cursor;
  * delivery one more index entry when it finishes, on the worker's hot path.
  */
 static int64 prune_delivery_cursor = 0;
+static TimestampTz prune_delivery_restart = 0;
+
+#define PRUNE_RESTART_S 60
 
 /*
  * Delete finished deliveries (with their attempts) older than the
- * retention.  A slice whose newest delivery was created within the
- * retention ends the walk: ids grow with creation time and a delivery
- * finishes after it is created, so nothing further can be old enough.
+ * retention.  Ids grow with creation time and a delivery finishes after it
+ * is created, so the walk stops at the first delivery created within the
+ * retention, and next time resumes from the last old one it saw: when
+ * idle, a probe of one row.  What it stepped over (old deliveries still
+ * retrying) is looked at again when the walk starts over from the oldest,
+ * once a minute.
  */
 static void
 prune_deliveries(void)
 {
 	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
 	Datum		args[3];
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
+	if (now >= prune_delivery_restart)
+	{
+		prune_delivery_cursor = 0;
+		prune_delivery_restart = TimestampTzPlusMilliseconds(now, PRUNE_RESTART_S * 1000);
+	}
 	for (i = 0; i < PRUNE_MAX_BATCHES; i++)
 	{
 		bool		isnull,
-					count_null,
-					recent_null;
-		Datum		last;
+					old_null,
+					count_null;
+		Datum		last_old;
 		int64		count;
-		bool		recent;
 
 		args[0] = Int64GetDatum(prune_delivery_cursor);
 		args[1] = Int32GetDatum(webhooks_retention_s);
 		args[2] = Int32GetDatum(PRUNE_BATCH);
+		/* the usual case when idle: the next delivery is recent, nothing to read */
+		run("SELECT coalesce((SELECT created_at >= now() - $2 * interval '1 second' "
+			"                 FROM webhooks.deliveries WHERE id > $1 ORDER BY id LIMIT 1), true)",
+			2, argtypes, args, NULL, SPI_OK_SELECT);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			break;
 		run("WITH slice AS (SELECT id, created_at, finished_at FROM webhooks.deliveries "
 			"               WHERE id > $1 ORDER BY id LIMIT $3), "
 			"     old AS (SELECT id FROM slice WHERE finished_at < now() - $2 * interval '1 second'), "
 			"     a AS (DELETE FROM webhooks.attempts WHERE delivery_id IN (SELECT id FROM old)), "
 			"     d AS (DELETE FROM webhooks.deliveries WHERE id IN (SELECT id FROM old)) "
-			"SELECT (SELECT id FROM slice ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM slice), "
-			"       (SELECT max(created_at) FROM slice) >= now() - $2 * interval '1 second'",
+			"SELECT (SELECT max(id) FROM slice WHERE created_at < now() - $2 * interval '1 second'), "
+			"       (SELECT count(*) FROM slice)",
 			3, argtypes, args, NULL, SPI_OK_SELECT);
-		last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		last_old = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &old_null);
 		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &count_null));
-		recent = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &recent_null));
-		if (isnull || count < PRUNE_BATCH || (!recent_null && recent))
-		{
-			prune_delivery_cursor = 0;	/* reached the retention window */
-			break;
-		}
-		prune_delivery_cursor = DatumGetInt64(last);
+		if (!old_null)
+			prune_delivery_cursor = DatumGetInt64(last_old);
+		if (old_null || count < PRUNE_BATCH)
+			break;				/* reached the retention window, or the end */
 	}
 }
 
