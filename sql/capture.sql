@@ -4,16 +4,7 @@ SELECT setval('webhooks.webhooks_id_seq', 1, false) IS NOT NULL AS ids_reset;
 \set VERBOSITY default
 SET client_min_messages = notice;
 
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || CASE WHEN hint <> '' THEN ' (hint: ' || hint || ')' ELSE '' END;
-END $$;
+\i sql/include/try.sql
 
 -- The queued events, newest last, with the volatile parts of the payload
 -- (event id, timestamps) masked.

@@ -5,17 +5,7 @@ SELECT setval('webhooks.webhooks_id_seq', 1, false) IS NOT NULL AS ids_reset;
 \set VERBOSITY default
 SET client_min_messages = notice;
 
--- Runs a statement and reports the SQLSTATE, message and hint of its error.
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || CASE WHEN hint <> '' THEN ' (hint: ' || hint || ')' ELSE '' END;
-END $$;
+\i sql/include/try.sql
 
 -- While the switch is off, creating works and a NOTICE says how to turn it on.
 SELECT webhooks.create_webhook('Publish hook', 'https://hooks.example.com/cms', '{page.published}') AS id \gset
