@@ -247,7 +247,7 @@ webhooks_append_value(StringInfo buf, Datum value, bool isnull,
 			{
 				int			utc = 0;
 
-				escape_json(buf, JsonEncodeDateTime(dtbuf, value, col->typid, &utc));
+				webhooks_append_json_string(buf, JsonEncodeDateTime(dtbuf, value, col->typid, &utc));
 				return;
 			}
 		case WEBHOOKS_JSON_ARRAY:
@@ -476,7 +476,7 @@ webhooks_append_envelope_head(StringInfo buf, const WebhooksEvent *ev)
 	appendStringInfoString(buf, "{\"id\":\"");
 	append_uuid(buf, &ev->id);
 	appendStringInfoString(buf, "\",\"type\":");
-	escape_json(buf, ev->type);
+	webhooks_append_json_string(buf, ev->type);
 	appendStringInfoString(buf, ",\"timestamp\":");
 	webhooks_append_timestamp(buf, ev->created_at);
 	appendStringInfoString(buf, ",\"site_id\":");
