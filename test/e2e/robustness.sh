@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # test/e2e/robustness.sh - receivers that misbehave must not hurt the
 # worker: a 10 MB answer, an answer that is not HTTP, a connection reset,
-# an empty reply, binary bytes, oversized headers, and a webhook deleted
-# while its request is in flight.  The worker's pid must not change.
+# an empty reply, binary bytes, oversized headers, a webhook deleted
+# while its request is in flight, a secret that cannot be decoded.  The
+# worker's pid must not change.
 # A small python3 server on port 18960 plays the bad receiver, choosing
 # its misbehaviour by the request path.
 source "$(dirname "$0")/lib.sh"
 e2e_require_cluster
 
 PORT=18960
-plan 22
+plan 24
 
 setup_db robustness
 guc allowed_networks '127.0.0.1/32'
@@ -210,6 +211,26 @@ PY
 else
 	skip "openssl not available"
 fi
+
+# --- a secret that cannot be decoded at send time (validation bypassed by a
+# superuser): that attempt fails with the reason, nothing is sent, the
+# worker carries on, and the retry succeeds once the secret is mended
+WBAD=$(q "SELECT webhooks.create_webhook('bad secret', 'http://127.0.0.1:$PORT/ok', '{page.updated}', sites => '{80}')")
+GOOD_SECRET=$(q "SELECT secret FROM webhooks.webhooks WHERE id = $WBAD")
+q "ALTER TABLE webhooks.webhooks DISABLE TRIGGER webhooks_validate;
+   UPDATE webhooks.webhooks SET secret = 'whsec_%%%not-base64%%%' WHERE id = $WBAD;
+   ALTER TABLE webhooks.webhooks ENABLE TRIGGER webhooks_validate" >/dev/null
+EV=$(q "SELECT webhooks.emit('page.updated', '{\"id\": 80}', site_id => 80)")
+DBAD=$(delivery_of "$EV")
+wait_sql 10 "SELECT count(*) > 0 FROM webhooks.attempts WHERE delivery_id = ${DBAD:-0}"
+R=$(q "SELECT d.status || '|' || a.error || '|' || (a.http_status IS NULL) FROM webhooks.deliveries d
+       JOIN webhooks.attempts a ON a.delivery_id = d.id WHERE d.id = ${DBAD:-0} ORDER BY a.attempt LIMIT 1")
+diag "undecodable secret: $R"
+is "$R" "pending|could not send: secret is not valid base64|true" \
+	"an undecodable secret fails the attempt with the reason, unsent, and a retry is scheduled"
+q "UPDATE webhooks.webhooks SET secret = '$GOOD_SECRET' WHERE id = $WBAD" >/dev/null
+ok "once the secret is mended, the retry succeeds" \
+	wait_sql 15 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${DBAD:-0}"
 
 # --- and everything still works
 WOK=$(q "SELECT webhooks.create_webhook('fine', 'http://127.0.0.1:$PORT/ok', '{page.updated}', sites => '{60}')")
