@@ -41,11 +41,11 @@ webhooks_generate_secret(PG_FUNCTION_ARGS)
 }
 
 /*
- * The key bytes of a secret, with or without the whsec_ prefix.  Returns
- * the length; errors on anything that is not base64.
+ * The key bytes of a secret, with or without the whsec_ prefix: returns
+ * the length, or -1 if the rest is not base64.
  */
 int
-webhooks_secret_key(const char *secret, uint8 **key)
+webhooks_secret_key_or_fail(const char *secret, uint8 **key)
 {
 	int			len;
 
@@ -54,7 +54,16 @@ webhooks_secret_key(const char *secret, uint8 **key)
 	*key = palloc(pg_b64_dec_len(strlen(secret)) + 1);
 	len = pg_b64_decode(secret, strlen(secret), (char *) *key,
 						pg_b64_dec_len(strlen(secret)) + 1);
-	if (len <= 0)
+	return len > 0 ? len : -1;
+}
+
+/* The same, but an error for anything that is not base64. */
+int
+webhooks_secret_key(const char *secret, uint8 **key)
+{
+	int			len = webhooks_secret_key_or_fail(secret, key);
+
+	if (len < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("secret is not valid base64"),

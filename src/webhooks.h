@@ -143,6 +143,7 @@ extern void webhooks_append_envelope_tail(StringInfo buf, const WebhooksEvent *e
 
 /* signature.c: Standard Webhooks secrets and signatures */
 extern int	webhooks_secret_key(const char *secret, uint8 **key);
+extern int	webhooks_secret_key_or_fail(const char *secret, uint8 **key);
 extern char *webhooks_signature(const uint8 *key, int keylen, const char *id,
 								int64 timestamp, const char *body, size_t bodylen);
 

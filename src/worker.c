@@ -243,7 +243,12 @@ cancel_claim(const WebhooksClaim *c)
  * ---------------------------------------------------------------------
  */
 
-/* "v1,<sig>" or, during a rotation, "v1,<new> v1,<previous>". */
+/*
+ * "v1,<sig>" or, during a rotation, "v1,<new> v1,<previous>".  A current
+ * secret that cannot be decoded fails the attempt (an error); a previous
+ * one that cannot be decoded is left out, so that mending a corrupted
+ * secret with rotate_secret() does not keep failing for the overlap.
+ */
 static char *
 signature_header(const WebhooksClaim *c, int64 timestamp)
 {
@@ -254,9 +259,10 @@ signature_header(const WebhooksClaim *c, int64 timestamp)
 
 	if (c->previous_secret)
 	{
-		keylen = webhooks_secret_key(c->previous_secret, &key);
-		sig = psprintf("%s %s", sig, webhooks_signature(key, keylen, c->event_id, timestamp,
-														c->payload, strlen(c->payload)));
+		keylen = webhooks_secret_key_or_fail(c->previous_secret, &key);
+		if (keylen > 0)
+			sig = psprintf("%s %s", sig, webhooks_signature(key, keylen, c->event_id, timestamp,
+															c->payload, strlen(c->payload)));
 	}
 	return psprintf("webhook-signature: %s", sig);
 }
@@ -486,6 +492,7 @@ start_claim(ClaimBatch *batch, WebhooksClaim *c)
 	{
 		ErrorData  *edata;
 		WebhooksOutcome *o;
+		int64		delay;
 
 		MemoryContextSwitchTo(worker->outcome_cxt);
 		edata = CopyErrorData();
@@ -494,10 +501,21 @@ start_claim(ClaimBatch *batch, WebhooksClaim *c)
 				(errmsg("pg-webhooks could not send delivery " INT64_FORMAT ": %s",
 						c->delivery_id, edata->message)));
 		o = new_outcome(c->delivery_id, c->webhook_id, c->attempt);
-		o->status = "pending";
 		o->started_at = GetCurrentTimestamp();
 		o->error = psprintf("could not send: %s", edata->message);
-		o->next_at = TimestampTzPlusMilliseconds(o->started_at, Max(retry_delay_ms(1, -1, 0), 1000));
+		/* an attempt like any failed one: retried on the schedule, then failed */
+		delay = retry_delay_ms(c->attempt, -1, 0);
+		if (delay < 0)
+		{
+			o->status = "failed";
+			o->error = psprintf("%s (no retries left after %d attempts)", o->error, c->attempt);
+		}
+		else
+		{
+			o->status = "pending";
+			/* at least a second: such errors do not go away by themselves */
+			o->next_at = TimestampTzPlusMilliseconds(o->started_at, Max(delay, 1000));
+		}
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
