@@ -35,7 +35,7 @@ ok "the CMS changes queued events for all 50 event types" \
 wait_sql 20 "SELECT count(*) = $NEVENTS FROM webhooks.deliveries WHERE status = 'succeeded'"
 ok "every event's delivery succeeded within 20 s" \
 	sql_true "SELECT count(*) = $NEVENTS AND bool_and(status = 'succeeded') FROM webhooks.deliveries"
-wait_for 5 test "$(rx_count main)" -ge "$NEVENTS"
+wait_for 5 rx_at_least main "$NEVENTS"
 rx_load main
 
 is "$(q "SELECT count(*) FROM e2e.rx")" "$NEVENTS" "the receiver got exactly one request per event"
@@ -85,7 +85,7 @@ WH2=$(q "SELECT webhooks.create_webhook('e2e test', '$(url $PORT)', '{page.publi
 BEFORE=$(rx_count main)
 TD=$(q "SELECT webhooks.send_test($WH2)")
 wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = $TD"
-wait_for 5 test "$(rx_count main)" -gt "$BEFORE"
+wait_for 5 rx_at_least main $((BEFORE + 1))
 rx_load main
 TEST_ROW="SELECT j FROM e2e.rx WHERE j->>'webhook_id' =
               (SELECT event_id::text FROM webhooks.deliveries WHERE id = $TD)"
@@ -170,7 +170,7 @@ q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('id', i, 'burst
    FROM generate_series(1, 500) i" >/dev/null
 wait_sql 20 "SELECT count(*) = 500 FROM webhooks.deliveries d JOIN webhooks.events e ON e.id = d.event_id
              WHERE d.status = 'succeeded' AND e.payload::jsonb->'data'->>'burst' = 'true'"
-wait_for 5 test "$(rx_count main)" -ge $((MARK + 500))
+wait_for 5 rx_at_least main $((MARK + 500))
 rx_load main
 is "$(q "SELECT count(*) || '/' || count(DISTINCT r.j->>'webhook_id') || '/' || count(*) FILTER (WHERE r.j->>'signature' = 'valid')
          FROM e2e.rx r JOIN webhooks.events e ON e.id::text = r.j->>'webhook_id'

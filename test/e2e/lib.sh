@@ -267,6 +267,12 @@ rx_count() {
 	wc -l <"$f" | tr -d ' '
 }
 
+# rx_at_least TAG N : has the receiver logged N requests yet?  (For
+# wait_for: the count must be read at each try, not once when called.)
+rx_at_least() {
+	[ "$(rx_count "$1")" -ge "$2" ]
+}
+
 # rx_load TAG : (re)load a receiver's JSONL into e2e.rx of $DB as src TAG.
 rx_load() {
 	local tag=$1 f="$E2E_TMP/$1.jsonl"

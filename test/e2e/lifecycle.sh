@@ -48,8 +48,8 @@ wait_for 10 delivered $A "$EA"
 wait_for 10 delivered $B "$EB"
 ok "database A's event is delivered" delivered $A "$EA"
 ok "database B's event is delivered" delivered $B "$EB"
-wait_for 5 test "$(rx_count a)" -ge 1
-wait_for 5 test "$(rx_count b)" -ge 1
+wait_for 5 rx_at_least a 1
+wait_for 5 rx_at_least b 1
 ok "A's receiver got A's event and only that" bash -c "[ \$(wc -l <'$E2E_TMP/a.jsonl') -eq 1 ] && grep -q '$EA' '$E2E_TMP/a.jsonl'"
 ok "B's receiver got B's event and only that" bash -c "[ \$(wc -l <'$E2E_TMP/b.jsonl') -eq 1 ] && grep -q '$EB' '$E2E_TMP/b.jsonl'"
 
