@@ -352,6 +352,27 @@ request_slots(void)
 	return Min(webhooks_http_capacity(worker->http), webhooks_max_connections);
 }
 
+/* A short transaction of the worker's, with a snapshot, shown in pg_stat_activity. */
+static void
+begin_transaction(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* ... committed; back in the loop's memory context, idle. */
+static void
+commit_transaction(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(worker->loop_cxt);
+}
+
 /*
  * One transaction: record, fan out, claim, maybe housekeeping.  The claims
  * become a new batch, started once the transaction has committed.
@@ -372,10 +393,7 @@ run_round(bool maintenance)
 
 	MemoryContextReset(worker->round_cxt);
 	MemoryContextSwitchTo(worker->round_cxt);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "pg-webhooks: recording and claiming deliveries");
+	begin_transaction("pg-webhooks: recording and claiming deliveries");
 
 	present = extension_present();
 	if (present)
@@ -422,11 +440,7 @@ run_round(bool maintenance)
 		worker->next_due = webhooks_queue_next_due();
 		SPI_finish();
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(worker->loop_cxt);
+	commit_transaction();
 	if (!present)
 		exit_without_extension();
 
@@ -437,20 +451,13 @@ run_round(bool maintenance)
 	/* housekeeping in a transaction of its own, after the round's commit */
 	if (maintenance)
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "pg-webhooks: housekeeping");
+		begin_transaction("pg-webhooks: housekeeping");
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		MemoryContextSwitchTo(worker->round_cxt);
 		webhooks_queue_maintain();
 		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(worker->loop_cxt);
+		commit_transaction();
 	}
 
 	if (worker->new_batch_cxt != NULL && nclaims > 0)
@@ -655,9 +662,7 @@ pin_plans(void)
 static void
 startup_round(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_transaction("pg-webhooks: recovering interrupted deliveries");
 	{
 		char	   *name = get_database_name(MyDatabaseId);
 
@@ -677,8 +682,7 @@ startup_round(void)
 				(errmsg("pg-webhooks: " UINT64_FORMAT " deliveries interrupted by a restart will be sent again",
 						SPI_processed)));
 	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	commit_transaction();
 }
 
 void
