@@ -188,6 +188,14 @@ is "$(q "SELECT count(*) FROM webhooks.deliveries d JOIN webhooks.events e ON e.
 	"webhooks.batch_size = 3: 30 events are all delivered"
 guc_reset batch_size
 
+# max_started_within_0_9s TAG : the most requests the receiver TAG saw
+# start within 0.9 s (with answers taking 1 s: the requests in flight)
+max_started_within_0_9s() {
+	q "SELECT max(c) FROM (SELECT count(*) OVER (ORDER BY (j->>'received_at')::numeric
+	                                            RANGE BETWEEN CURRENT ROW AND 0.9 FOLLOWING) AS c
+	                     FROM e2e.rx WHERE src = '$1') w"
+}
+
 # webhooks.max_connections is PGC_SIGHUP: after a reload to 2, no more than
 # 2 requests are in flight at once (6 events to a receiver taking 1 s each).
 guc max_connections 2
@@ -197,9 +205,7 @@ q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('id', i), site_
    FROM generate_series(1, 6) i" >/dev/null
 wait_sql 15 "SELECT count(*) = 6 FROM webhooks.deliveries WHERE webhook_id = $WS AND status = 'succeeded'"
 rx_load slow
-MAXC=$(q "SELECT max(c) FROM (SELECT count(*) OVER (ORDER BY (j->>'received_at')::numeric
-                                                    RANGE BETWEEN CURRENT ROW AND 0.9 FOLLOWING) AS c
-                             FROM e2e.rx WHERE src = 'slow') w")
+MAXC=$(max_started_within_0_9s slow)
 diag "most requests started within 0.9 s with max_connections = 2: ${MAXC:-none}"
 is "${MAXC:-none}" 2 "a reload of webhooks.max_connections = 2 limits requests in flight to 2"
 
@@ -214,9 +220,7 @@ q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('id', 100 + i),
    FROM generate_series(1, 8) i" >/dev/null
 wait_sql 20 "SELECT count(*) = 14 FROM webhooks.deliveries WHERE webhook_id = $WS AND status = 'succeeded'"
 rx_load slow
-MAXC=$(q "SELECT max(c) FROM (SELECT count(*) OVER (ORDER BY (j->>'received_at')::numeric
-                                                    RANGE BETWEEN CURRENT ROW AND 0.9 FOLLOWING) AS c
-                             FROM e2e.rx WHERE src = 'slow') w")
+MAXC=$(max_started_within_0_9s slow)
 diag "after a worker restart: most requests started within 0.9 s: ${MAXC:-none}"
 is "${MAXC:-none}" 2 "after a worker restart max_connections = 2 holds: 2 requests in flight at most"
 is "$(q "SELECT count(*) || '/' || count(DISTINCT j->>'webhook_id') FROM e2e.rx WHERE src = 'slow'")" "8/8" \
