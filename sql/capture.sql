@@ -53,7 +53,7 @@ DELETE FROM pages WHERE id = 2;
 SELECT * FROM pg_temp.queued();
 
 -- An UPDATE that changes nothing fires nothing; an excluded column is never sent.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 UPDATE pages SET title = title, status = status WHERE id = 1;
 SELECT count(*) AS queued_for_no_change FROM webhooks.events;
 UPDATE pages SET secret = 'new' WHERE id = 1;
@@ -62,12 +62,12 @@ FROM webhooks.events;
 SELECT count(*) AS payloads_with_secret FROM webhooks.events WHERE payload::text LIKE '%hunter2%' OR payload::text LIKE '%"new"%';
 
 -- A status change to a value that is not mapped is a plain update.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 UPDATE pages SET status = 'archived' WHERE id = 1;
 SELECT type FROM webhooks.events;
 
 -- Rolled back: nothing.  Subtransaction rolled back: only what it did goes.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 BEGIN;
 INSERT INTO pages (id, site_id, title) VALUES (3, 1, 'rolled back');
 ROLLBACK;
@@ -82,7 +82,7 @@ SELECT type, payload::jsonb -> 'data' ->> 'title' AS title FROM webhooks.events;
 -- Events are written when each statement ends (in batches), so they are
 -- visible inside the transaction right after the statement; a savepoint
 -- rolled back inside a function drops only its own events.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 BEGIN;
 INSERT INTO pages (id, site_id, title) SELECT g, 1, 'bulk ' || g FROM generate_series(100, 2599) g;
 SELECT count(*) AS visible_after_statement FROM webhooks.events;
@@ -105,10 +105,10 @@ SELECT pg_temp.insert_with_failing_savepoint();
 SELECT payload::jsonb -> 'data' ->> 'title' AS title FROM webhooks.events ORDER BY created_at;
 SELECT count(*) AS rows_left FROM pages WHERE id IN (20, 21, 22);
 DELETE FROM pages WHERE id IN (20, 21, 22);
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 
 -- One event row however many webhooks match; webhook_ids says which.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 SELECT webhooks.create_webhook('published only', 'https://example.com/b', '{page.published}') AS published_only \gset
 SELECT webhooks.create_webhook('site 2', 'https://example.com/c', '{*}', sites => '{2}') AS site2 \gset
 SELECT webhooks.create_webhook('spaces only', 'https://example.com/d', '{entry.*}') AS entries \gset
@@ -123,7 +123,7 @@ SELECT type, site_id,
 FROM webhooks.events ORDER BY created_at;
 
 -- No webhook wants it: nothing is written.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 UPDATE webhooks.webhooks SET enabled = false WHERE id IN (:all_pages, :site2, :published_only);
 INSERT INTO pages (id, site_id, title) VALUES (13, 1, 'nobody listens');
 SELECT count(*) AS queued_without_subscriber FROM webhooks.events;
@@ -144,7 +144,7 @@ CREATE TABLE my_sites (id bigint PRIMARY KEY, name text);
 SELECT webhooks.track('my_sites', 'site');
 SELECT tbl, resource, site_column, space_column FROM webhooks.tracked_tables ORDER BY tbl::text;
 UPDATE webhooks.webhooks SET events = '{*}' WHERE id = :all_pages;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 INSERT INTO things VALUES (1, 9);
 INSERT INTO my_sites VALUES (5, 'five');
 SELECT type, site_id FROM webhooks.events ORDER BY created_at;
@@ -153,13 +153,13 @@ SELECT type, site_id FROM webhooks.events ORDER BY created_at;
 SELECT webhooks.track('things', 'widget', site_column => 'owner_site', exclude => '{owner_site}');
 SELECT webhooks.track('things', 'widget', site_column => 'owner_site', exclude => '{owner_site}');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'things'::regclass;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 UPDATE things SET owner_site = 10;
 SELECT type, site_id, payload::jsonb -> 'data' AS data, payload::jsonb -> 'previous' AS previous FROM webhooks.events;
 
 -- A column added later shows up in payloads (the cache follows ALTER TABLE).
 ALTER TABLE things ADD COLUMN label text DEFAULT 'new column';
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 INSERT INTO things VALUES (2, 9);
 SELECT payload::jsonb -> 'data' AS data FROM webhooks.events;
 
@@ -168,20 +168,20 @@ CREATE TABLE responses (id int, site_id int, answer text) PARTITION BY RANGE (id
 CREATE TABLE responses_1 PARTITION OF responses FOR VALUES FROM (0) TO (100);
 SELECT webhooks.track('responses', 'form_response');
 CREATE TABLE responses_2 PARTITION OF responses FOR VALUES FROM (100) TO (200);
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 INSERT INTO responses VALUES (1, 1, 'a'), (150, 1, 'b');
 UPDATE responses SET answer = 'c' WHERE id = 150;
 SELECT type, payload::jsonb -> 'data' AS data FROM webhooks.events ORDER BY created_at;
 -- written straight into a partition (no statement trigger there): the
 -- events are written before the transaction commits
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 BEGIN;
 INSERT INTO responses_1 VALUES (2, 1, 'direct');
 COMMIT;
 SELECT type, payload::jsonb -> 'data' ->> 'answer' AS answer FROM webhooks.events;
 
 -- emit(): events that are not row changes.
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 SELECT webhooks.emit('session.login', '{"user_id": 42}', site_id => 3) IS NOT NULL AS queued;
 SELECT webhooks.emit('theme.reset', NULL, site_id => 3) IS NOT NULL AS queued;
 SELECT webhooks.emit('entry.published', '{"id": 1}', space_id => 8) IS NOT NULL AS queued_for_star;
@@ -235,7 +235,7 @@ DROP TRIGGER t ON no_site;
 -- untrack
 SELECT webhooks.untrack('things');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'things'::regclass;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 INSERT INTO things VALUES (3, 9);
 SELECT count(*) AS queued_after_untrack FROM webhooks.events;
 SELECT pg_temp.try($$SELECT webhooks.untrack('things')$$);
@@ -246,7 +246,7 @@ SELECT count(*) AS config_left FROM webhooks.tracked_tables WHERE tbl::text = 'm
 
 -- clean up
 DROP TABLE pages, entries, things, responses, no_site, text_site CASCADE;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 DELETE FROM webhooks.webhooks;
 SELECT webhooks.disable();
 SELECT count(*) AS tracked_left FROM webhooks.tracked_tables;

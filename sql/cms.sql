@@ -49,6 +49,6 @@ WHERE (e.payload::jsonb ->> 'id')::uuid <> e.id OR e.payload::jsonb ->> 'type' <
    OR (e.payload::jsonb ->> 'test')::boolean;
 
 DROP SCHEMA cms CASCADE;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 DELETE FROM webhooks.webhooks;
 SELECT webhooks.disable();

@@ -85,7 +85,7 @@ REVOKE ALL ON SCHEMA webhooks FROM regress_cms_app;
 REVOKE ALL ON FUNCTION webhooks.emit(text, jsonb, bigint, bigint) FROM regress_cms_app;
 
 DROP SCHEMA regress_cms CASCADE;
-DELETE FROM webhooks.events;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 DELETE FROM webhooks.webhooks;
 SELECT webhooks.disable();
 DROP ROLE regress_cms_app;

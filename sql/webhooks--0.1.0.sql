@@ -524,11 +524,35 @@ COMMENT ON FUNCTION webhooks.rotate_secret(bigint)
     IS 'Give a webhook a new secret; the old one keeps signing too during webhooks.secret_overlap';
 
 -- ---------------------------------------------------------------------------
--- The queue: one row per captured change, however many webhooks match.
--- webhook_ids records which webhooks matched when the change committed;
--- the delivery worker fans an event out into one delivery per webhook.
+-- The queue.  The writer appends captured events to webhooks.dispatch_queue
+-- in rows of up to 32 (one heap tuple and one index entry for 32 changes,
+-- their payloads compressed together); the delivery worker takes those rows,
+-- moves each event to webhooks.event_store and fans it out into one
+-- delivery per webhook that matched, in one transaction.  webhook_ids
+-- records which webhooks matched when the change committed.
 -- ---------------------------------------------------------------------------
-CREATE TABLE webhooks.events (
+CREATE TABLE webhooks.dispatch_queue (
+    first_event   uuid PRIMARY KEY,
+    event_ids     uuid[] NOT NULL,
+    types         text[] NOT NULL,
+    site_ids      bigint[] NOT NULL,
+    space_ids     bigint[] NOT NULL,
+    webhook_ids   bigint[] NOT NULL,
+    payloads      json[] NOT NULL,
+    created_ats   timestamptz[] NOT NULL,
+    test          boolean NOT NULL DEFAULT false
+) WITH (toast_tuple_target = 8160);
+-- keep a row in one heap tuple when it fits a page: moving the payloads to
+-- TOAST would cost the writer a TOAST row and index entry per 2 kB
+ALTER TABLE webhooks.dispatch_queue
+    ALTER COLUMN event_ids SET STORAGE MAIN, ALTER COLUMN types SET STORAGE MAIN,
+    ALTER COLUMN site_ids SET STORAGE MAIN, ALTER COLUMN space_ids SET STORAGE MAIN,
+    ALTER COLUMN webhook_ids SET STORAGE MAIN, ALTER COLUMN payloads SET STORAGE MAIN,
+    ALTER COLUMN created_ats SET STORAGE MAIN;
+COMMENT ON TABLE webhooks.dispatch_queue IS
+    'Captured events not yet fanned out into deliveries, up to 32 a row (smallest id first); see webhooks.events';
+
+CREATE TABLE webhooks.event_store (
     id            uuid PRIMARY KEY,
     type          text NOT NULL,
     site_id       bigint,
@@ -538,19 +562,19 @@ CREATE TABLE webhooks.events (
     test          boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE webhooks.events IS 'Captured events; payload is the exact JSON body that is POSTed';
-COMMENT ON COLUMN webhooks.events.webhook_ids IS 'The webhooks that matched the event when it was captured';
+COMMENT ON TABLE webhooks.event_store IS 'Events fanned out into deliveries; see webhooks.events';
 
--- Events not yet fanned out into deliveries.  The writer adds one row per
--- up to 32 events it writes (the ids, smallest first); the worker deletes
--- the row in the transaction that creates their deliveries.  A row per
--- event (or an index of undispatched events) would cost the writer an
--- index entry per change and the worker a rewrite of every event row.
-CREATE TABLE webhooks.dispatch_queue (
-    first_event uuid PRIMARY KEY,
-    event_ids   uuid[] NOT NULL
-);
-COMMENT ON TABLE webhooks.dispatch_queue IS 'Events waiting to be fanned out into deliveries, up to 32 ids a row';
+CREATE VIEW webhooks.events AS
+SELECT id, type, site_id, space_id, webhook_ids, payload, test, created_at
+FROM webhooks.event_store
+UNION ALL
+SELECT e.id, e.type, e.site_id, e.space_id, q.webhook_ids, e.payload, q.test, e.created_at
+FROM webhooks.dispatch_queue q,
+     unnest(q.event_ids, q.types, q.site_ids, q.space_ids, q.payloads, q.created_ats)
+         AS e(id, type, site_id, space_id, payload, created_at);
+COMMENT ON VIEW webhooks.events IS
+    'Every captured event, fanned out or still queued; payload is the exact JSON body that is POSTed';
+COMMENT ON COLUMN webhooks.events.webhook_ids IS 'The webhooks that matched the event when it was captured';
 
 -- ---------------------------------------------------------------------------
 -- Capture
@@ -983,7 +1007,7 @@ BEGIN
     body := webhooks._build_payload(ev_id, ev_type.name, ev_site, ev_space,
                                     webhooks._sample_data(ev_type.resource, ev_site, ev_space)::text, true);
     -- not in dispatch_queue: its one delivery is created right here
-    INSERT INTO webhooks.events (id, type, site_id, space_id, webhook_ids, payload, test)
+    INSERT INTO webhooks.event_store (id, type, site_id, space_id, webhook_ids, payload, test)
     VALUES (ev_id, ev_type.name, ev_site, ev_space, ARRAY[w.id], body::json, true);
     INSERT INTO webhooks.deliveries (event_id, webhook_id) VALUES (ev_id, w.id)
     RETURNING id INTO delivery;
@@ -1070,7 +1094,7 @@ SELECT d.id, d.created_at, e.type AS event_type, d.event_id, d.webhook_id, w.nam
                         ORDER BY a.attempt, a.id)
         FROM webhooks.attempts a WHERE a.delivery_id = d.id) AS attempt_history
 FROM webhooks.deliveries d
-JOIN webhooks.events e ON e.id = d.event_id
+JOIN webhooks.event_store e ON e.id = d.event_id
 LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id
 ORDER BY d.id DESC;
 COMMENT ON VIEW webhooks.delivery_log IS 'Deliveries, newest first, with every attempt';
@@ -1081,7 +1105,7 @@ SELECT a.id, a.started_at, a.delivery_id, d.webhook_id, w.name AS webhook, e.typ
        a.error, a.response_body
 FROM webhooks.attempts a
 JOIN webhooks.deliveries d ON d.id = a.delivery_id
-JOIN webhooks.events e ON e.id = d.event_id
+JOIN webhooks.event_store e ON e.id = d.event_id
 LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id
 ORDER BY a.id DESC;
 COMMENT ON VIEW webhooks.attempt_log IS 'Every HTTP attempt, newest first, with the response excerpt';

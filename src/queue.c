@@ -1,14 +1,19 @@
 /*
  * queue.c
- *     Writing events into webhooks.events (and their ids into
- *     webhooks.dispatch_queue, where the delivery worker finds them); and
- *     the worker's dispatch / claim / record / prune statements.
+ *     Writing captured events into webhooks.dispatch_queue, and the
+ *     worker's side of the queue: dispatch (moving events to
+ *     webhooks.event_store and fanning them out into deliveries), claim,
+ *     record, prune.
  *
- * One row per captured change, whatever the number of webhooks that want
- * it (their ids go in webhook_ids), written in the transaction of the
- * change, so a rollback queues nothing and a commit loses nothing.  An
- * event row is written once and never updated: what is still to be fanned
- * out into deliveries is the dispatch queue, a row per up to 32 events.
+ * One event per captured change, whatever the number of webhooks that
+ * want it (their ids go in webhook_ids), written in the transaction of the
+ * change, so a rollback queues nothing and a commit loses nothing.  The
+ * writer appends events to the dispatch queue in rows of up to 32 (one heap
+ * tuple and one index entry for 32 changes, the payloads LZ4-compressed
+ * together): an index entry and a tuple per event cost the writer about as
+ * much as the change itself.  The worker, off the writer's path, unpacks a
+ * row into one event_store row per event in the transaction that creates
+ * their deliveries.
  *
  * The capture trigger does not insert row by row: running the executor
  * once per changed row would cost more than the change itself.  It hands
@@ -43,9 +48,10 @@
 PG_FUNCTION_INFO_V1(webhooks_capture_flush);
 
 #define FLUSH_EVENTS 1000
-#define EVENT_COLUMNS 8			/* webhooks.events */
-#define QUEUE_COLUMNS 2			/* webhooks.dispatch_queue */
-#define QUEUE_ROW_EVENTS 32		/* event ids per dispatch_queue row */
+#define QUEUE_COLUMNS 9			/* webhooks.dispatch_queue */
+#define STORE_COLUMNS 8			/* webhooks.event_store */
+#define QUEUE_ROW_EVENTS 32		/* events per dispatch_queue row, at most */
+#define QUEUE_ROW_BYTES 16384	/* payload bytes per row before compression, at most */
 #define PAYLOAD_COMPRESS_MIN 256	/* bytes: smaller payloads are stored as they are */
 
 typedef struct PendingEvent
@@ -57,8 +63,9 @@ typedef struct PendingEvent
 	int64		site_id;
 	bool		has_space;
 	int64		space_id;
-	Datum		webhook_ids;	/* int8[] */
-	Datum		payload;		/* json (as text) */
+	int64	   *webhook_ids;
+	int			nwebhooks;
+	Datum		payload;		/* json (as text), not compressed */
 	bool		test;
 	TimestampTz created_at;
 } PendingEvent;
@@ -70,38 +77,34 @@ static int	maxpending = 0;
 static bool callbacks_registered = false;
 
 static Datum
-webhook_ids_array(const WebhooksEvent *ev)
+int8_array(const int64 *values, int n)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * ev->nwebhooks);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 	int			i;
 
-	for (i = 0; i < ev->nwebhooks; i++)
-		elems[i] = Int64GetDatum(ev->webhook_ids[i]);
-	return PointerGetDatum(construct_array(elems, ev->nwebhooks, INT8OID, 8,
-										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
- * The payload as a json datum, LZ4-compressed when that makes it smaller.
- * A row under 2 kB is never compressed by TOAST, but payloads are JSON whose
- * keys and values repeat: compressing here writes fewer bytes to the heap
- * and the WAL.  Every reader decompresses transparently (the datum is an
- * ordinary inline-compressed varlena, as TOAST makes them).
+ * A varlena LZ4-compressed when that makes it smaller.  A row under 2 kB
+ * is never compressed by TOAST, but payloads are JSON whose keys and values
+ * repeat (and the payloads of a queue row repeat each other): compressing
+ * here writes fewer bytes to the heap and the WAL.  Every reader
+ * decompresses transparently (the datum is an ordinary inline-compressed
+ * varlena, as TOAST makes them).
  */
 static Datum
-compressed_payload(const StringInfo json)
+compressed(Datum plain)
 {
-	Datum		plain = PointerGetDatum(cstring_to_text_with_len(json->data, json->len));
 #ifdef USE_LZ4
-	if (json->len >= PAYLOAD_COMPRESS_MIN)
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(plain)) >= PAYLOAD_COMPRESS_MIN)
 	{
 		Datum		packed = toast_compress_datum(plain, TOAST_LZ4_COMPRESSION);
 
 		if (DatumGetPointer(packed) != NULL)
-		{
-			pfree(DatumGetPointer(plain));
 			return packed;
-		}
 	}
 #endif
 	return plain;
@@ -131,61 +134,104 @@ queue_table_relid(const char *relname)
 	return relid;
 }
 
-/* Fill a slot with an event, in webhooks.events' column order. */
-static void
-store_event(TupleTableSlot *slot, int i, void *arg)
+/* Whether b can share a dispatch_queue row with a (whose row-level columns it must match). */
+static bool
+same_queue_row(const PendingEvent *a, const PendingEvent *b)
 {
-	const PendingEvent *ev = ((PendingEvent **) arg)[i];
-	Datum	   *values = slot->tts_values;
-	bool	   *isnull = slot->tts_isnull;
-
-	ExecClearTuple(slot);
-	memset(isnull, 0, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	values[0] = UUIDPGetDatum(&ev->id);
-	values[1] = ev->type;
-	values[2] = Int64GetDatum(ev->site_id);
-	isnull[2] = !ev->has_site;
-	values[3] = Int64GetDatum(ev->space_id);
-	isnull[3] = !ev->has_space;
-	values[4] = ev->webhook_ids;
-	values[5] = ev->payload;
-	values[6] = BoolGetDatum(ev->test);
-	values[7] = TimestampTzGetDatum(ev->created_at);
-	ExecStoreVirtualTuple(slot);
+	return a->nwebhooks == b->nwebhooks &&
+		memcmp(a->webhook_ids, b->webhook_ids, sizeof(int64) * a->nwebhooks) == 0 &&
+		a->test == b->test;
 }
 
-/* The events written by one flush, as dispatch_queue rows of QUEUE_ROW_EVENTS ids. */
+/* The events written by one flush, cut into dispatch_queue rows. */
 typedef struct QueueRows
 {
-	PendingEvent **events;
+	PendingEvent **events;		/* in id order */
 	int			nevents;
+	int		   *first;			/* row i holds events first[i] .. first[i + 1] - 1 */
+	int			nrows;
 } QueueRows;
 
-/* Fill a slot with dispatch_queue row i: (smallest id, ids). */
+/*
+ * Cut the events into rows: consecutive events with the same webhooks and
+ * test flag, up to QUEUE_ROW_EVENTS of them and QUEUE_ROW_BYTES of
+ * payload (so that a compressed row usually stays within one heap page).
+ */
+static void
+cut_queue_rows(QueueRows *rows)
+{
+	int			i,
+				in_row = 0;
+	Size		bytes = 0;
+
+	rows->first = palloc(sizeof(int) * (rows->nevents + 1));
+	rows->nrows = 0;
+	for (i = 0; i < rows->nevents; i++)
+	{
+		Size		len = VARSIZE_ANY_EXHDR(DatumGetPointer(rows->events[i]->payload));
+
+		if (in_row == 0 || in_row >= QUEUE_ROW_EVENTS || bytes + len > QUEUE_ROW_BYTES ||
+			!same_queue_row(rows->events[i - 1], rows->events[i]))
+		{
+			rows->first[rows->nrows++] = i;
+			in_row = 0;
+			bytes = 0;
+		}
+		in_row++;
+		bytes += len;
+	}
+	rows->first[rows->nrows] = rows->nevents;
+}
+
+/* Fill a slot with dispatch_queue row i, in the table's column order. */
 static void
 store_queue_row(TupleTableSlot *slot, int i, void *arg)
 {
 	const QueueRows *rows = arg;
-	int			first = i * QUEUE_ROW_EVENTS;
-	int			n = Min(QUEUE_ROW_EVENTS, rows->nevents - first);
-	Datum		ids[QUEUE_ROW_EVENTS];
-	const pg_uuid_t *smallest = &rows->events[first]->id;
+	int			first = rows->first[i];
+	int			n = rows->first[i + 1] - first;
+	PendingEvent *const *ev = &rows->events[first];
+	Datum		ids[QUEUE_ROW_EVENTS],
+				types[QUEUE_ROW_EVENTS],
+				sites[QUEUE_ROW_EVENTS],
+				spaces[QUEUE_ROW_EVENTS],
+				payloads[QUEUE_ROW_EVENTS],
+				times[QUEUE_ROW_EVENTS];
+	bool		no_site[QUEUE_ROW_EVENTS],
+				no_space[QUEUE_ROW_EVENTS];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 	int			k;
 
 	for (k = 0; k < n; k++)
 	{
-		const pg_uuid_t *id = &rows->events[first + k]->id;
-
-		ids[k] = UUIDPGetDatum(id);
-		if (memcmp(id->data, smallest->data, UUID_LEN) < 0)
-			smallest = id;
+		ids[k] = UUIDPGetDatum(&ev[k]->id);
+		types[k] = ev[k]->type;
+		sites[k] = Int64GetDatum(ev[k]->site_id);
+		no_site[k] = !ev[k]->has_site;
+		spaces[k] = Int64GetDatum(ev[k]->space_id);
+		no_space[k] = !ev[k]->has_space;
+		payloads[k] = ev[k]->payload;
+		times[k] = TimestampTzGetDatum(ev[k]->created_at);
 	}
 	ExecClearTuple(slot);
-	slot->tts_isnull[0] = false;
-	slot->tts_isnull[1] = false;
-	slot->tts_values[0] = UUIDPGetDatum(smallest);
+	memset(slot->tts_isnull, 0, sizeof(bool) * QUEUE_COLUMNS);
+	/* ids grow within a backend, and the events are in id order */
+	slot->tts_values[0] = UUIDPGetDatum(&ev[0]->id);
 	slot->tts_values[1] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
 														  TYPALIGN_CHAR));
+	slot->tts_values[2] = PointerGetDatum(construct_array(types, n, TEXTOID, -1, false,
+														  TYPALIGN_INT));
+	slot->tts_values[3] = PointerGetDatum(construct_md_array(sites, no_site, 1, dims, lbs, INT8OID,
+															 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	slot->tts_values[4] = PointerGetDatum(construct_md_array(spaces, no_space, 1, dims, lbs, INT8OID,
+															 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	slot->tts_values[5] = int8_array(ev[0]->webhook_ids, ev[0]->nwebhooks);
+	slot->tts_values[6] = compressed(PointerGetDatum(construct_array(payloads, n, JSONOID, -1, false,
+																	 TYPALIGN_INT)));
+	slot->tts_values[7] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8,
+														  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	slot->tts_values[8] = BoolGetDatum(ev[0]->test);
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -244,9 +290,8 @@ insert_rows(const char *relname, int natts, int nrows,
 
 /*
  * Write the buffered events of subtransaction subxid (all of them if
- * InvalidSubTransactionId) into webhooks.events, and their ids into
- * webhooks.dispatch_queue for the worker.  Events of other levels stay
- * buffered.
+ * InvalidSubTransactionId) into webhooks.dispatch_queue for the worker.
+ * Events of other levels stay buffered.
  */
 static void
 flush_pending(SubTransactionId subxid)
@@ -269,10 +314,8 @@ flush_pending(SubTransactionId subxid)
 			rows.events[rows.nevents++] = &pending[i];
 	if (rows.nevents > 0)
 	{
-		insert_rows("events", EVENT_COLUMNS, rows.nevents, store_event, rows.events);
-		insert_rows("dispatch_queue", QUEUE_COLUMNS,
-					(rows.nevents + QUEUE_ROW_EVENTS - 1) / QUEUE_ROW_EVENTS,
-					store_queue_row, &rows);
+		cut_queue_rows(&rows);
+		insert_rows("dispatch_queue", QUEUE_COLUMNS, rows.nrows, store_queue_row, &rows);
 		webhooks_wake_at_commit();
 	}
 	MemoryContextSwitchTo(caller);
@@ -374,8 +417,10 @@ webhooks_enqueue_buffered(const WebhooksEvent *ev)
 	p->site_id = ev->site_id;
 	p->has_space = ev->has_space;
 	p->space_id = ev->space_id;
-	p->webhook_ids = webhook_ids_array(ev);
-	p->payload = compressed_payload(ev->payload);
+	p->nwebhooks = ev->nwebhooks;
+	p->webhook_ids = palloc(sizeof(int64) * Max(ev->nwebhooks, 1));
+	memcpy(p->webhook_ids, ev->webhook_ids, sizeof(int64) * ev->nwebhooks);
+	p->payload = PointerGetDatum(cstring_to_text_with_len(ev->payload->data, ev->payload->len));
 	p->test = ev->test;
 	p->created_at = ev->created_at;
 	MemoryContextSwitchTo(old);
@@ -413,6 +458,8 @@ webhooks_capture_flush(PG_FUNCTION_ARGS)
  * ever called while a request is waiting on the network.
  * ---------------------------------------------------------------------
  */
+
+static Datum make_array(Datum *elems, bool *isnull, int n, Oid elemtype);
 
 #define MAX_WORKER_PLANS 16
 
@@ -570,20 +617,164 @@ webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **cla
 		"  RETURNING d.id, d.event_id, d.webhook_id, d.attempts), "
 		HOOKS_CTE
 		"SELECT c.id, c.webhook_id, c.attempts, c.event_id::text, "
-		"       (SELECT e.payload::text FROM webhooks.events e WHERE e.id = c.event_id), "
+		"       (SELECT e.payload::text FROM webhooks.event_store e WHERE e.id = c.event_id), "
 		WEBHOOK_COLUMNS
 		"FROM claimed c LEFT JOIN hooks w ON w.id = c.webhook_id",
 		3, argtypes, args, NULL, SPI_OK_SELECT);
 	return read_claims(claims);
 }
 
+/* One event taken from the dispatch queue by the worker. */
+typedef struct QueuedEvent
+{
+	pg_uuid_t	id;
+	Datum		type;
+	Datum		site_id;
+	bool		no_site;
+	Datum		space_id;
+	bool		no_space;
+	Datum		webhook_ids;	/* int8[] of its queue row */
+	int			nwebhooks;
+	Datum		payload;		/* json, plain */
+	bool		test;
+	TimestampTz created_at;
+} QueuedEvent;
+
+static int
+compare_queued_events(const void *a, const void *b)
+{
+	return memcmp(((const QueuedEvent *) a)->id.data, ((const QueuedEvent *) b)->id.data, UUID_LEN);
+}
+
+/* Fill a slot with event i of a QueuedEvent array, in webhooks.event_store's column order. */
+static void
+store_event(TupleTableSlot *slot, int i, void *arg)
+{
+	const QueuedEvent *ev = &((const QueuedEvent *) arg)[i];
+	Datum	   *values = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+
+	ExecClearTuple(slot);
+	memset(isnull, 0, sizeof(bool) * STORE_COLUMNS);
+	values[0] = UUIDPGetDatum(&ev->id);
+	values[1] = ev->type;
+	values[2] = ev->site_id;
+	isnull[2] = ev->no_site;
+	values[3] = ev->space_id;
+	isnull[3] = ev->no_space;
+	values[4] = ev->webhook_ids;
+	values[5] = compressed(ev->payload);
+	values[6] = BoolGetDatum(ev->test);
+	values[7] = TimestampTzGetDatum(ev->created_at);
+	ExecStoreVirtualTuple(slot);
+}
+
+/* The elements of a one-dimensional array column of an SPI row (count in *n). */
+static Datum *
+array_column(HeapTuple tuple, TupleDesc desc, int attno, Oid elemtype, bool **nulls, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+	Datum	   *elems;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (isnull)
+		elog(ERROR, "webhooks.dispatch_queue has a NULL array (column %d)", attno);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign, &elems, nulls, n);
+	return elems;
+}
+
+/*
+ * Read the dispatch_queue rows the worker just deleted into events, in
+ * id order.  Every array of a row has one element per event.
+ */
+static QueuedEvent *
+read_queued_events(int *nevents)
+{
+	uint64		r;
+	int			total = 0,
+				n = 0;
+	QueuedEvent *events;
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Datum		ids = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+
+		total += ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(ids)), ARR_DIMS(DatumGetArrayTypeP(ids)));
+	}
+	events = palloc0(sizeof(QueuedEvent) * Max(total, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool	   *nulls,
+				   *no_site,
+				   *no_space,
+					isnull;
+		int			nids,
+					ntypes,
+					nsites,
+					nspaces,
+					npayloads,
+					ntimes,
+					nhooks,
+					k;
+		Datum	   *ids = array_column(tuple, desc, 1, UUIDOID, &nulls, &nids);
+		Datum	   *types = array_column(tuple, desc, 2, TEXTOID, &nulls, &ntypes);
+		Datum	   *sites = array_column(tuple, desc, 3, INT8OID, &no_site, &nsites);
+		Datum	   *spaces = array_column(tuple, desc, 4, INT8OID, &no_space, &nspaces);
+		Datum	   *payloads = array_column(tuple, desc, 6, JSONOID, &nulls, &npayloads);
+		Datum	   *times = array_column(tuple, desc, 7, TIMESTAMPTZOID, &nulls, &ntimes);
+		Datum		hooks = SPI_getbinval(tuple, desc, 5, &isnull);
+		bool		test = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
+
+		if (ntypes != nids || nsites != nids || nspaces != nids || npayloads != nids ||
+			ntimes != nids || n + nids > total)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a row of webhooks.dispatch_queue has arrays of different lengths"),
+					 errdetail("event_ids %d, types %d, site_ids %d, space_ids %d, payloads %d, created_ats %d",
+							   nids, ntypes, nsites, nspaces, npayloads, ntimes)));
+		hooks = PointerGetDatum(DatumGetArrayTypeP(hooks));
+		if (ARR_NDIM(DatumGetArrayTypeP(hooks)) > 1 || ARR_HASNULL(DatumGetArrayTypeP(hooks)))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a row of webhooks.dispatch_queue has webhook_ids that are not a list of ids")));
+		nhooks = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(hooks)), ARR_DIMS(DatumGetArrayTypeP(hooks)));
+		for (k = 0; k < nids; k++)
+		{
+			QueuedEvent *ev = &events[n++];
+
+			memcpy(&ev->id, DatumGetUUIDP(ids[k]), sizeof(pg_uuid_t));
+			ev->type = types[k];
+			ev->site_id = sites[k];
+			ev->no_site = no_site[k];
+			ev->space_id = spaces[k];
+			ev->no_space = no_space[k];
+			ev->webhook_ids = hooks;
+			ev->nwebhooks = nhooks;
+			ev->payload = payloads[k];
+			ev->test = test;
+			ev->created_at = DatumGetTimestampTz(times[k]);
+		}
+	}
+	/* queue rows come back in no particular order; event_store is appended in id order */
+	qsort(events, n, sizeof(QueuedEvent), compare_queued_events);
+	*nevents = n;
+	return events;
+}
+
 /*
  * Dispatch new events: take the oldest rows of webhooks.dispatch_queue,
- * create one delivery per webhook in each event's webhook_ids, already
- * claimed for its first attempt, and return those claims.  One statement
- * does what fanning out and claiming would do in three, and the events
- * themselves are only read.  At most about limit deliveries: the queue
- * rows taken hold limit divided by the number of enabled webhooks events.
+ * move their events to webhooks.event_store, and create one delivery per
+ * webhook in each event's webhook_ids, already claimed for its first
+ * attempt; return those claims.  The payloads come with the queue rows:
+ * no event is read back.  At most about limit deliveries: the queue rows
+ * taken hold up to limit divided by the number of enabled webhooks events.
  * *more says whether events are still waiting.
  */
 int
@@ -593,37 +784,78 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		args[4] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s),
 	Int32GetDatum(QUEUE_ROW_EVENTS)};
+	Oid			pair_types[4] = {UUIDARRAYOID, INT8ARRAYOID, INT4OID, INT4OID};
+	Datum		pair_args[4];
+	QueuedEvent *events;
+	Datum	   *pair_event,
+			   *pair_hook;
+	int		   *pair_of;
+	bool	   *no;
+	int			nevents,
+				npairs = 0,
+				n,
+				i,
+				k;
 	bool		isnull;
-	int			n;
 
-	run("WITH q AS ( "
-		"  DELETE FROM webhooks.dispatch_queue "
-		"  WHERE first_event = ANY (ARRAY( "
-		"    SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
-		"    LIMIT greatest(1, $1 / ($4 * greatest(1, (SELECT count(*) FROM webhooks.webhooks "
-		"                                              WHERE enabled)))))) "
-		"  RETURNING event_ids), "
-		"     ev AS ( "
-		"  SELECT e.id, e.webhook_ids FROM webhooks.events e "
-		"  WHERE e.id = ANY (ARRAY(SELECT unnest(event_ids) FROM q))), "
-		"     d AS ( "
+	run("DELETE FROM webhooks.dispatch_queue "
+		"WHERE first_event = ANY (ARRAY( "
+		"  SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
+		"  LIMIT greatest(1, $1 / ($4 * greatest(1, (SELECT count(*) FROM webhooks.webhooks "
+		"                                            WHERE enabled)))))) "
+		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, test",
+		4, argtypes, args, NULL, SPI_OK_DELETE_RETURNING);
+	events = read_queued_events(&nevents);
+	*more = false;
+	if (nevents == 0)
+	{
+		*claims = palloc0(sizeof(WebhooksClaim));
+		return 0;
+	}
+	insert_rows("event_store", STORE_COLUMNS, nevents, store_event, events);
+
+	/* one (event, webhook) pair per delivery, in event order */
+	for (i = 0; i < nevents; i++)
+		npairs += events[i].nwebhooks;
+	pair_event = palloc(sizeof(Datum) * Max(npairs, 1));
+	pair_hook = palloc(sizeof(Datum) * Max(npairs, 1));
+	pair_of = palloc(sizeof(int) * Max(npairs, 1));
+	no = palloc0(sizeof(bool) * Max(npairs, 1));
+	npairs = 0;
+	for (i = 0; i < nevents; i++)
+	{
+		int64	   *hooks = (int64 *) ARR_DATA_PTR(DatumGetArrayTypeP(events[i].webhook_ids));
+
+		for (k = 0; k < events[i].nwebhooks; k++)
+		{
+			pair_event[npairs] = UUIDPGetDatum(&events[i].id);
+			pair_hook[npairs] = Int64GetDatum(hooks[k]);
+			pair_of[npairs++] = i;
+		}
+	}
+	pair_args[0] = make_array(pair_event, no, npairs, UUIDOID);
+	pair_args[1] = make_array(pair_hook, no, npairs, INT8OID);
+	pair_args[2] = Int32GetDatum(overlap_s);	/* $3 in WEBHOOK_COLUMNS */
+	pair_args[3] = Int32GetDatum(lease_ms);
+	run("WITH d AS ( "
 		"  INSERT INTO webhooks.deliveries (event_id, webhook_id, status, attempts, "
 		"                                   next_attempt_at, last_attempt_at) "
-		"  SELECT ev.id, w.id, 'sending', 1, now() + $2 * interval '1 millisecond', now() "
-		"  FROM ev, unnest(ev.webhook_ids) WITH ORDINALITY AS w(id, n) ORDER BY ev.id, w.n "
+		"  SELECT p.e, p.w, 'sending', 1, now() + $4 * interval '1 millisecond', now() "
+		"  FROM unnest($1, $2) WITH ORDINALITY AS p(e, w, n) ORDER BY p.n "
 		"  RETURNING id, event_id, webhook_id, attempts), "
 		HOOKS_CTE
-		/*
-		 * the payload by the events' primary key, not by joining ev: with
-		 * hash joins off, that join rescans ev for every delivery
-		 */
-		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, "
-		"       (SELECT e.payload::text FROM webhooks.events e WHERE e.id = d.event_id), "
+		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, NULL::text, "
 		WEBHOOK_COLUMNS
 		"FROM d LEFT JOIN hooks w ON w.id = d.webhook_id "
 		"ORDER BY d.id",
-		4, argtypes, args, NULL, SPI_OK_SELECT);
+		4, pair_types, pair_args, NULL, SPI_OK_SELECT);
 	n = read_claims(claims);
+	if (n != npairs)
+		elog(ERROR, "webhooks dispatch created %d deliveries for %d (event, webhook) pairs", n, npairs);
+	/* deliveries get their ids in insertion order, i.e. the order of the pairs */
+	for (i = 0; i < n; i++)
+		(*claims)[i].payload = TextDatumGetCString(events[pair_of[i]].payload);
+
 	run("SELECT EXISTS (SELECT 1 FROM webhooks.dispatch_queue)", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return n;
@@ -854,7 +1086,10 @@ prune_deliveries(void)
 	}
 }
 
-/* Delete dispatched events older than the retention that no delivery refers to. */
+/*
+ * Delete events older than the retention that no delivery refers to (events
+ * still in the dispatch queue are not in event_store yet).
+ */
 static void
 prune_events(void)
 {
@@ -872,14 +1107,11 @@ prune_events(void)
 		args[0] = UUIDPGetDatum(&prune_cursor);
 		args[1] = UUIDPGetDatum(&horizon);
 		args[2] = Int32GetDatum(PRUNE_BATCH);
-		run("WITH slice AS (SELECT id FROM webhooks.events "
+		run("WITH slice AS (SELECT id FROM webhooks.event_store "
 			"               WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3), "
-			"     waiting AS (SELECT (SELECT first_event FROM webhooks.dispatch_queue "
-			"                         ORDER BY first_event LIMIT 1) AS id), "
-			"     gone AS (DELETE FROM webhooks.events e WHERE e.id = ANY (ARRAY( "
-			"                SELECT s.id FROM slice s, waiting "
-			"                WHERE (waiting.id IS NULL OR s.id < waiting.id) "
-			"                  AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d "
+			"     gone AS (DELETE FROM webhooks.event_store e WHERE e.id = ANY (ARRAY( "
+			"                SELECT s.id FROM slice s "
+			"                WHERE NOT EXISTS (SELECT 1 FROM webhooks.deliveries d "
 			"                                  WHERE d.event_id = s.id)))) "
 			"SELECT (SELECT id FROM slice ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM slice)",
 			3, argtypes, args, NULL, SPI_OK_SELECT);

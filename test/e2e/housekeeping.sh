@@ -28,7 +28,7 @@ ok "pg_stat_user_tables counts the worker's inserts into deliveries and attempts
 	             (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'webhooks.attempts'::regclass) >= 301"
 
 # the queries the worker runs use the indexes made for them
-q "ANALYZE webhooks.deliveries; ANALYZE webhooks.events; ANALYZE webhooks.dispatch_queue" >/dev/null
+q "ANALYZE webhooks.deliveries; ANALYZE webhooks.event_store; ANALYZE webhooks.dispatch_queue" >/dev/null
 PLAN=$(q "EXPLAIN SELECT id FROM webhooks.deliveries
           WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
           ORDER BY next_attempt_at LIMIT 1000 FOR UPDATE SKIP LOCKED")

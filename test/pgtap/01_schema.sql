@@ -10,7 +10,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(86);
+SELECT plan(92);
 
 -- ------------------------------------------------------------ objects ---
 SELECT has_extension('webhooks', 'extension webhooks is installed');
@@ -20,7 +20,9 @@ SELECT has_role('webhooks_admin', 'role webhooks_admin exists');
 SELECT has_table('webhooks', 'event_types',    'table webhooks.event_types exists');
 SELECT has_table('webhooks', 'settings',       'table webhooks.settings exists');
 SELECT has_table('webhooks', 'webhooks',       'table webhooks.webhooks exists');
-SELECT has_table('webhooks', 'events',         'table webhooks.events exists');
+SELECT has_view('webhooks', 'events',          'view webhooks.events exists (queued and dispatched events)');
+SELECT has_table('webhooks', 'dispatch_queue', 'table webhooks.dispatch_queue exists');
+SELECT has_table('webhooks', 'event_store',    'table webhooks.event_store exists');
 SELECT has_table('webhooks', 'tracked_tables', 'table webhooks.tracked_tables exists');
 SELECT has_view('webhooks', 'active',          'view webhooks.active exists');
 SELECT has_sequence('webhooks', 'webhooks_id_seq', 'sequence webhooks.webhooks_id_seq exists');
@@ -95,7 +97,13 @@ SELECT col_type_is('webhooks', 'events', 'space_id',    'bigint',   'events.spac
 SELECT col_type_is('webhooks', 'events', 'webhook_ids', 'bigint[]', 'events.webhook_ids is bigint[]');
 SELECT col_type_is('webhooks', 'events', 'payload',     'json',     'events.payload is json (kept byte for byte)');
 SELECT col_type_is('webhooks', 'events', 'test',        'boolean',  'events.test is boolean');
-SELECT col_is_pk('webhooks', 'events', 'id', 'events.id is the primary key');
+SELECT col_is_pk('webhooks', 'event_store', 'id', 'event_store.id is the primary key');
+SELECT col_is_pk('webhooks', 'dispatch_queue', 'first_event', 'dispatch_queue.first_event is the primary key');
+SELECT col_type_is('webhooks', 'dispatch_queue', 'payloads',    'json[]',        'dispatch_queue.payloads is json[]');
+SELECT col_type_is('webhooks', 'dispatch_queue', 'created_ats', 'timestamp with time zone[]', 'dispatch_queue.created_ats is timestamptz[]');
+SELECT is((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+           WHERE attrelid = 'webhooks.dispatch_queue'::regclass AND attnum > 0 AND attstorage <> 'm'),
+          ARRAY['first_event', 'test'], 'dispatch_queue keeps its arrays in the row (STORAGE MAIN), not in TOAST');
 
 -- -------------------------------------------- webhooks.tracked_tables ---
 SELECT col_type_is('webhooks', 'tracked_tables', 'tbl',         'regclass', 'tracked_tables.tbl is regclass');

@@ -13,7 +13,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(60);
+SELECT plan(63);
 
 CREATE ROLE cms_app NOLOGIN;
 CREATE ROLE hook_admin NOLOGIN IN ROLE webhooks_admin;
@@ -102,7 +102,8 @@ SELECT throws_ok($$SELECT webhooks.track('sec.app_owned', 'page')$$, '42501', 'p
                  'cms_app cannot track() even its own table');
 SELECT throws_ok($$CREATE TRIGGER sneaky AFTER INSERT ON sec.app_owned FOR EACH ROW EXECUTE FUNCTION webhooks._capture()$$,
                  '42501', 'permission denied for schema webhooks', 'cms_app cannot attach the capture trigger by hand');
-SELECT throws_ok($$INSERT INTO webhooks.events (id, type, webhook_ids, payload) VALUES (gen_random_uuid(), 'page.created', '{1}', '{}')$$,
+SELECT throws_ok($$INSERT INTO webhooks.dispatch_queue (first_event, event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats)
+                   VALUES (gen_random_uuid(), '{}', '{}', '{}', '{}', '{1}', '{}', '{}')$$,
                  '42501', 'permission denied for schema webhooks', 'cms_app cannot forge queued events');
 SELECT lives_ok('DROP TABLE sec.app_owned', 'cms_app can still drop its own table (the sql_drop event trigger does not get in the way)');
 RESET ROLE;
@@ -120,8 +121,10 @@ GRANT USAGE ON SCHEMA webhooks TO cms_app;
 SET LOCAL ROLE cms_app;
 SELECT throws_ok('SELECT secret FROM webhooks.webhooks', '42501', 'permission denied for table webhooks',
                  'with USAGE only: webhooks.webhooks is still closed');
-SELECT throws_ok('SELECT * FROM webhooks.events', '42501', 'permission denied for table events',
+SELECT throws_ok('SELECT * FROM webhooks.events', '42501', 'permission denied for view events',
                  'with USAGE only: webhooks.events is still closed');
+SELECT throws_ok('SELECT * FROM webhooks.dispatch_queue', '42501', 'permission denied for table dispatch_queue',
+                 'with USAGE only: webhooks.dispatch_queue is still closed');
 SELECT throws_ok('SELECT count(*) FROM webhooks.tracked_tables', '42501', 'permission denied for table tracked_tables',
                  'with USAGE only: webhooks.tracked_tables is still closed');
 SELECT throws_ok($$SELECT webhooks.create_webhook('x', 'https://evil.example/', '{*}')$$, '42501',
@@ -150,10 +153,15 @@ SELECT throws_ok($$UPDATE webhooks.webhooks SET url = 'ftp://example.com/' WHERE
 SELECT lives_ok(format('SELECT webhooks.rotate_secret(%s)', :hook), 'hook_admin can rotate a secret');
 SELECT is((SELECT count(*)::int FROM webhooks.events), 4, 'hook_admin can read the queue');
 SELECT lives_ok('SELECT webhooks.disable(); SELECT webhooks.enable()', 'hook_admin can flip the switch');
-SELECT throws_ok('DELETE FROM webhooks.events', '42501', 'permission denied for table events',
+SELECT throws_ok('DELETE FROM webhooks.dispatch_queue', '42501', 'permission denied for table dispatch_queue',
                  'hook_admin cannot delete queued events');
-SELECT throws_ok($$INSERT INTO webhooks.events (id, type, webhook_ids, payload) VALUES (gen_random_uuid(), 'page.created', '{1}', '{}')$$,
-                 '42501', 'permission denied for table events', 'hook_admin cannot forge queued events');
+SELECT throws_ok('DELETE FROM webhooks.event_store', '42501', 'permission denied for table event_store',
+                 'hook_admin cannot delete dispatched events');
+SELECT throws_ok($$INSERT INTO webhooks.event_store (id, type, webhook_ids, payload) VALUES (gen_random_uuid(), 'page.created', '{1}', '{}')$$,
+                 '42501', 'permission denied for table event_store', 'hook_admin cannot forge events');
+SELECT throws_ok($$INSERT INTO webhooks.dispatch_queue (first_event, event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats)
+                   VALUES (gen_random_uuid(), '{}', '{}', '{}', '{}', '{1}', '{}', '{}')$$,
+                 '42501', 'permission denied for table dispatch_queue', 'hook_admin cannot forge queued events');
 SELECT throws_ok($$INSERT INTO webhooks.event_types (name, scope, label_en, label_es) VALUES ('page.eaten', 'site', 'x', 'x')$$,
                  '42501', 'permission denied for table event_types', 'hook_admin cannot change the catalog');
 SELECT throws_ok($$SELECT * FROM sec.articles$$, '42501', 'permission denied for schema sec',
