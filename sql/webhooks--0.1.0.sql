@@ -900,6 +900,24 @@ CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
 -- updated at least once, each time through every index.  (Pruning after
 -- webhooks.retention walks the primary key, as ids grow with time.)
 
+-- First attempts in flight: the worker creates a delivery's row only with
+-- the outcome of its first attempt (one write instead of an insert at
+-- dispatch and an update after the attempt).  Until then the deliveries of
+-- one dispatch are one row here: their ids (taken from the deliveries'
+-- sequence at dispatch), events and webhooks.  The row goes when every
+-- outcome is recorded; after a crash, or once leased_until has passed, the
+-- deliveries still missing are created from it, pending, with an
+-- "interrupted" attempt, and sent again.
+CREATE TABLE webhooks.inflight_first_attempts (
+    first_delivery bigint PRIMARY KEY,
+    delivery_ids   bigint[] NOT NULL,
+    event_ids      uuid[] NOT NULL,
+    webhook_ids    bigint[] NOT NULL,
+    leased_until   timestamptz NOT NULL
+);
+COMMENT ON TABLE webhooks.inflight_first_attempts IS
+    'First attempts being sent, whose delivery rows are written with their outcome';
+
 CREATE TABLE webhooks.attempts (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     delivery_id   bigint NOT NULL,

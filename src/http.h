@@ -15,6 +15,8 @@
 
 typedef struct WebhooksHttp WebhooksHttp;
 
+#define UUID_TEXT_LEN 36
+
 /* One POST: filled in by the worker, completed by http.c. */
 typedef struct WebhooksRequest
 {
@@ -22,6 +24,8 @@ typedef struct WebhooksRequest
 	int64		delivery_id;
 	int64		webhook_id;
 	int			attempt;
+	int64		inflight_key;	/* a first attempt: its inflight_first_attempts row */
+	char		event_id[UUID_TEXT_LEN + 1];
 	StringInfoData url;
 	StringInfoData body;
 	struct curl_slist *headers;

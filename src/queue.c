@@ -87,6 +87,12 @@ int8_array(const int64 *values, int n)
 	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+static Datum
+int8_array_of_datums(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /*
  * A varlena LZ4-compressed when that makes it smaller.  A row under 2 kB
  * is never compressed by TOAST, but payloads are JSON whose keys and values
@@ -515,19 +521,50 @@ run(const char *sql, int nargs, Oid *argtypes, Datum *args, const char *nulls, i
 }
 
 /*
+ * First attempts whose outcome was never recorded (the worker stopped, or
+ * could not record it before the lease of its inflight_first_attempts row
+ * ran out): create their delivery rows, with the ids taken at dispatch, as
+ * pending with an "interrupted" attempt, to be sent again now.  A delivery
+ * whose outcome was recorded already is left as it is.  all: every row
+ * (at start-up), else only those whose lease ran out.
+ */
+static uint64
+recover_first_attempts(bool all)
+{
+	Oid			argtypes[1] = {BOOLOID};
+	Datum		args[1] = {BoolGetDatum(all)};
+
+	run("WITH f AS (DELETE FROM webhooks.inflight_first_attempts WHERE $1 OR leased_until < now() "
+		"           RETURNING delivery_ids, event_ids, webhook_ids), "
+		"     d AS (INSERT INTO webhooks.deliveries (id, event_id, webhook_id, status, attempts, "
+		"                                            next_attempt_at, last_attempt_at) "
+		"           OVERRIDING SYSTEM VALUE "
+		"           SELECT p.d, p.e, p.w, 'pending', 1, now(), now() "
+		"           FROM f, unnest(f.delivery_ids, f.event_ids, f.webhook_ids) AS p(d, e, w) "
+		"           ON CONFLICT (id) DO NOTHING RETURNING id) "
+		"INSERT INTO webhooks.attempts (delivery_id, attempt, started_at, error) "
+		"SELECT id, 1, now(), 'interrupted: the worker stopped while this attempt was in flight' "
+		"FROM d", 1, argtypes, args, NULL, SPI_OK_INSERT);
+	return SPI_processed;
+}
+
+/*
  * After a restart, deliveries left "sending" by the previous worker were
  * interrupted: record that, and send them again now (at-least-once, with
- * the same webhook-id).
+ * the same webhook-id); first attempts in flight too.
  */
 uint64
 webhooks_queue_recover(void)
 {
+	uint64		n;
+
 	run("WITH r AS (UPDATE webhooks.deliveries SET status = 'pending', next_attempt_at = now() "
 		"           WHERE status = 'sending' RETURNING id, attempts) "
 		"INSERT INTO webhooks.attempts (delivery_id, attempt, started_at, error) "
 		"SELECT id, attempts, now(), 'interrupted: the worker stopped while this attempt was in flight' "
 		"FROM r", 0, NULL, NULL, NULL, SPI_OK_INSERT);
-	return SPI_processed;
+	n = SPI_processed;
+	return n + recover_first_attempts(true);
 }
 
 /*
@@ -634,6 +671,7 @@ typedef struct QueuedEvent
 	Datum		space_id;
 	bool		no_space;
 	Datum		webhook_ids;	/* int8[] of its queue row */
+	Datum	   *hooks;			/* its elements */
 	int			nwebhooks;
 	Datum		payload;		/* json, plain */
 	bool		test;
@@ -669,22 +707,116 @@ store_event(TupleTableSlot *slot, int i, void *arg)
 	ExecStoreVirtualTuple(slot);
 }
 
-/* The elements of a one-dimensional array column of an SPI row (count in *n). */
+/*
+ * The elements of an array column of an SPI row (count in *n, NULL flags in
+ * *nulls); NULL if the column is NULL or not a one-dimensional array.
+ */
 static Datum *
 array_column(HeapTuple tuple, TupleDesc desc, int attno, Oid elemtype, bool **nulls, int *n)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+	ArrayType  *array;
 	Datum	   *elems;
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 
+	*n = 0;
 	if (isnull)
-		elog(ERROR, "webhooks.dispatch_queue has a NULL array (column %d)", attno);
+		return NULL;
+	array = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(array) > 1 || ARR_ELEMTYPE(array) != elemtype)
+		return NULL;
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign, &elems, nulls, n);
+	deconstruct_array(array, elemtype, typlen, typbyval, typalign, &elems, nulls, n);
 	return elems;
+}
+
+static bool
+any_null(const bool *nulls, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (nulls[i])
+			return true;
+	return false;
+}
+
+/*
+ * Append the events of one dispatch_queue row (as the worker's DELETE
+ * returned it) to events.  A row the writer cannot have made (arrays of
+ * different lengths, NULL ids, payloads or times: only a superuser writing
+ * into the queue by hand can make one) is left out with a WARNING: failing
+ * the dispatch instead would stop every later event from being delivered.
+ */
+static void
+append_queue_row(HeapTuple tuple, TupleDesc desc, QueuedEvent **events, int *n, int *max)
+{
+	bool	   *id_nulls,
+			   *type_nulls,
+			   *no_site,
+			   *no_space,
+			   *payload_nulls,
+			   *time_nulls,
+			   *hook_nulls,
+				isnull;
+	int			nids,
+				ntypes,
+				nsites,
+				nspaces,
+				npayloads,
+				ntimes,
+				nhooks,
+				k;
+	Datum	   *ids = array_column(tuple, desc, 1, UUIDOID, &id_nulls, &nids);
+	Datum	   *types = array_column(tuple, desc, 2, TEXTOID, &type_nulls, &ntypes);
+	Datum	   *sites = array_column(tuple, desc, 3, INT8OID, &no_site, &nsites);
+	Datum	   *spaces = array_column(tuple, desc, 4, INT8OID, &no_space, &nspaces);
+	Datum	   *hooks = array_column(tuple, desc, 5, INT8OID, &hook_nulls, &nhooks);
+	Datum	   *payloads = array_column(tuple, desc, 6, JSONOID, &payload_nulls, &npayloads);
+	Datum	   *times = array_column(tuple, desc, 7, TIMESTAMPTZOID, &time_nulls, &ntimes);
+	bool		test = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
+	Datum		hook_array;
+
+	if (ids == NULL || types == NULL || sites == NULL || spaces == NULL || hooks == NULL ||
+		payloads == NULL || times == NULL ||
+		ntypes != nids || nsites != nids || nspaces != nids || npayloads != nids || ntimes != nids ||
+		any_null(id_nulls, nids) || any_null(type_nulls, nids) || any_null(payload_nulls, nids) ||
+		any_null(time_nulls, nids) || any_null(hook_nulls, nhooks))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg-webhooks skipped a malformed row of webhooks.dispatch_queue"),
+				 errdetail("first_event %s: event_ids %d, types %d, site_ids %d, space_ids %d, payloads %d, created_ats %d elements, some NULL or not one-dimensional.",
+						   SPI_getvalue(tuple, desc, 9), nids, ntypes, nsites, nspaces, npayloads, ntimes),
+				 errhint("Only the capture trigger should write to webhooks.dispatch_queue.")));
+		return;
+	}
+	hook_array = int8_array_of_datums(hooks, nhooks);
+	if (*n + nids > *max)
+	{
+		*max = Max(*max * 2, *n + nids);
+		*events = repalloc(*events, sizeof(QueuedEvent) * *max);
+	}
+	for (k = 0; k < nids; k++)
+	{
+		QueuedEvent *ev = &(*events)[(*n)++];
+
+		memcpy(&ev->id, DatumGetUUIDP(ids[k]), sizeof(pg_uuid_t));
+		ev->type = types[k];
+		ev->site_id = sites[k];
+		ev->no_site = no_site[k];
+		ev->space_id = spaces[k];
+		ev->no_space = no_space[k];
+		ev->webhook_ids = hook_array;
+		ev->hooks = hooks;
+		ev->nwebhooks = nhooks;
+		ev->payload = payloads[k];
+		ev->test = test;
+		ev->created_at = DatumGetTimestampTz(times[k]);
+	}
 }
 
 /*
@@ -695,73 +827,12 @@ static QueuedEvent *
 read_queued_events(int *nevents)
 {
 	uint64		r;
-	int			total = 0,
-				n = 0;
-	QueuedEvent *events;
+	int			n = 0,
+				max = 64;
+	QueuedEvent *events = palloc(sizeof(QueuedEvent) * max);
 
 	for (r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Datum		ids = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-
-		total += ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(ids)), ARR_DIMS(DatumGetArrayTypeP(ids)));
-	}
-	events = palloc0(sizeof(QueuedEvent) * Max(total, 1));
-	for (r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool	   *nulls,
-				   *no_site,
-				   *no_space,
-					isnull;
-		int			nids,
-					ntypes,
-					nsites,
-					nspaces,
-					npayloads,
-					ntimes,
-					nhooks,
-					k;
-		Datum	   *ids = array_column(tuple, desc, 1, UUIDOID, &nulls, &nids);
-		Datum	   *types = array_column(tuple, desc, 2, TEXTOID, &nulls, &ntypes);
-		Datum	   *sites = array_column(tuple, desc, 3, INT8OID, &no_site, &nsites);
-		Datum	   *spaces = array_column(tuple, desc, 4, INT8OID, &no_space, &nspaces);
-		Datum	   *payloads = array_column(tuple, desc, 6, JSONOID, &nulls, &npayloads);
-		Datum	   *times = array_column(tuple, desc, 7, TIMESTAMPTZOID, &nulls, &ntimes);
-		Datum		hooks = SPI_getbinval(tuple, desc, 5, &isnull);
-		bool		test = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
-
-		if (ntypes != nids || nsites != nids || nspaces != nids || npayloads != nids ||
-			ntimes != nids || n + nids > total)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("a row of webhooks.dispatch_queue has arrays of different lengths"),
-					 errdetail("event_ids %d, types %d, site_ids %d, space_ids %d, payloads %d, created_ats %d",
-							   nids, ntypes, nsites, nspaces, npayloads, ntimes)));
-		hooks = PointerGetDatum(DatumGetArrayTypeP(hooks));
-		if (ARR_NDIM(DatumGetArrayTypeP(hooks)) > 1 || ARR_HASNULL(DatumGetArrayTypeP(hooks)))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("a row of webhooks.dispatch_queue has webhook_ids that are not a list of ids")));
-		nhooks = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(hooks)), ARR_DIMS(DatumGetArrayTypeP(hooks)));
-		for (k = 0; k < nids; k++)
-		{
-			QueuedEvent *ev = &events[n++];
-
-			memcpy(&ev->id, DatumGetUUIDP(ids[k]), sizeof(pg_uuid_t));
-			ev->type = types[k];
-			ev->site_id = sites[k];
-			ev->no_site = no_site[k];
-			ev->space_id = spaces[k];
-			ev->no_space = no_space[k];
-			ev->webhook_ids = hooks;
-			ev->nwebhooks = nhooks;
-			ev->payload = payloads[k];
-			ev->test = test;
-			ev->created_at = DatumGetTimestampTz(times[k]);
-		}
-	}
+		append_queue_row(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, &events, &n, &max);
 	/* queue rows come back in no particular order; event_store is appended in id order */
 	qsort(events, n, sizeof(QueuedEvent), compare_queued_events);
 	*nevents = n;
@@ -769,12 +840,19 @@ read_queued_events(int *nevents)
 }
 
 /*
+ * Events per dispatch_queue row in the last rows dispatched: how many rows
+ * to take for a given number of deliveries (rows hold up to 32 events, fewer
+ * when payloads are large or consecutive events matched other webhooks).
+ */
+static int	events_per_row = QUEUE_ROW_EVENTS;
+
+/*
  * Dispatch new events: take the oldest rows of webhooks.dispatch_queue,
  * move their events to webhooks.event_store, and create one delivery per
  * webhook in each event's webhook_ids, already claimed for its first
  * attempt; return those claims.  The payloads come with the queue rows:
  * no event is read back.  At most about limit deliveries: the queue rows
- * taken hold up to limit divided by the number of enabled webhooks events.
+ * taken hold about limit divided by the number of enabled webhooks events.
  * *more says whether events are still waiting.
  */
 int
@@ -783,7 +861,7 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 {
 	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		args[4] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s),
-	Int32GetDatum(QUEUE_ROW_EVENTS)};
+	Int32GetDatum(events_per_row)};
 	Oid			pair_types[4] = {UUIDARRAYOID, INT8ARRAYOID, INT4OID, INT4OID};
 	Datum		pair_args[4];
 	QueuedEvent *events;
@@ -803,9 +881,11 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"  SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
 		"  LIMIT greatest(1, $1 / ($4 * greatest(1, (SELECT count(*) FROM webhooks.webhooks "
 		"                                            WHERE enabled)))))) "
-		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, test",
+		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, test, first_event",
 		4, argtypes, args, NULL, SPI_OK_DELETE_RETURNING);
 	events = read_queued_events(&nevents);
+	if (SPI_processed > 0)
+		events_per_row = Max(1, nevents / (int) SPI_processed);
 	*more = false;
 	if (nevents == 0)
 	{
@@ -824,12 +904,10 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	npairs = 0;
 	for (i = 0; i < nevents; i++)
 	{
-		int64	   *hooks = (int64 *) ARR_DATA_PTR(DatumGetArrayTypeP(events[i].webhook_ids));
-
 		for (k = 0; k < events[i].nwebhooks; k++)
 		{
 			pair_event[npairs] = UUIDPGetDatum(&events[i].id);
-			pair_hook[npairs] = Int64GetDatum(hooks[k]);
+			pair_hook[npairs] = events[i].hooks[k];
 			pair_of[npairs++] = i;
 		}
 	}
@@ -837,24 +915,36 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	pair_args[1] = make_array(pair_hook, no, npairs, INT8OID);
 	pair_args[2] = Int32GetDatum(overlap_s);	/* $3 in WEBHOOK_COLUMNS */
 	pair_args[3] = Int32GetDatum(lease_ms);
-	run("WITH d AS ( "
-		"  INSERT INTO webhooks.deliveries (event_id, webhook_id, status, attempts, "
-		"                                   next_attempt_at, last_attempt_at) "
-		"  SELECT p.e, p.w, 'sending', 1, now() + $4 * interval '1 millisecond', now() "
-		"  FROM unnest($1, $2) WITH ORDINALITY AS p(e, w, n) ORDER BY p.n "
-		"  RETURNING id, event_id, webhook_id, attempts), "
+
+	/*
+	 * No delivery row yet: it is inserted with the outcome of its first
+	 * attempt, one write instead of an insert now and a (non-HOT) update
+	 * then.  The deliveries' ids are taken now and kept, with the pairs, in
+	 * one row of webhooks.inflight_first_attempts until every outcome is
+	 * recorded: after a crash, or when its lease runs out, the deliveries
+	 * still missing are created from it and sent again.
+	 */
+	run("WITH ids AS (SELECT array_agg(nextval('webhooks.deliveries_id_seq') ORDER BY n) AS ids "
+		"             FROM generate_series(1, cardinality($1)) AS n), "
+		"     f AS (INSERT INTO webhooks.inflight_first_attempts "
+		"             (first_delivery, delivery_ids, event_ids, webhook_ids, leased_until) "
+		"           SELECT ids[1], ids, $1, $2, now() + $4 * interval '1 millisecond' FROM ids "
+		"           RETURNING delivery_ids), "
 		HOOKS_CTE
-		"SELECT d.id, d.webhook_id, d.attempts, d.event_id::text, NULL::text, "
+		"SELECT p.d, p.w, 1, p.e::text, NULL::text, "
 		WEBHOOK_COLUMNS
-		"FROM d LEFT JOIN hooks w ON w.id = d.webhook_id "
-		"ORDER BY d.id",
+		"FROM f, unnest(f.delivery_ids, $1, $2) WITH ORDINALITY AS p(d, e, w, n) "
+		"LEFT JOIN hooks w ON w.id = p.w "
+		"ORDER BY p.n",
 		4, pair_types, pair_args, NULL, SPI_OK_SELECT);
 	n = read_claims(claims);
 	if (n != npairs)
-		elog(ERROR, "webhooks dispatch created %d deliveries for %d (event, webhook) pairs", n, npairs);
-	/* deliveries get their ids in insertion order, i.e. the order of the pairs */
+		elog(ERROR, "webhooks dispatch claimed %d deliveries for %d (event, webhook) pairs", n, npairs);
 	for (i = 0; i < n; i++)
+	{
 		(*claims)[i].payload = TextDatumGetCString(events[pair_of[i]].payload);
+		(*claims)[i].inflight_key = (*claims)[0].delivery_id;
+	}
 
 	run("SELECT EXISTS (SELECT 1 FROM webhooks.dispatch_queue)", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -878,11 +968,13 @@ make_array(Datum *elems, bool *isnull, int n, Oid elemtype)
 
 /*
  * Record a batch of outcomes: one attempt row each (unless the delivery
- * was cancelled before being sent), the delivery's new state, each
- * webhook's health, and the webhooks that answered 410 Gone disabled.
+ * was cancelled before being sent), the delivery's new state (inserted for
+ * a first attempt, updated for a retry), each webhook's health, and the
+ * webhooks that answered 410 Gone disabled.  done lists the
+ * inflight_first_attempts rows whose last outcome is in this batch.
  */
 void
-webhooks_queue_record(const WebhooksOutcome *outcomes, int n)
+webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done, int ndone)
 {
 	Datum	   *delivery = palloc(sizeof(Datum) * n);
 	Datum	   *webhook = palloc(sizeof(Datum) * n);
@@ -894,15 +986,18 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n)
 	Datum	   *duration = palloc(sizeof(Datum) * n);
 	Datum	   *response = palloc(sizeof(Datum) * n);
 	Datum	   *next_at = palloc(sizeof(Datum) * n);
+	Datum	   *event = palloc(sizeof(Datum) * n);
 	bool	   *no = palloc0(sizeof(bool) * n);
 	bool	   *null_status = palloc(sizeof(bool) * n);
 	bool	   *null_error = palloc(sizeof(bool) * n);
 	bool	   *null_started = palloc(sizeof(bool) * n);
 	bool	   *null_response = palloc(sizeof(bool) * n);
 	bool	   *null_next = palloc(sizeof(bool) * n);
-	Oid			argtypes[10] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TEXTARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[10];
+	bool	   *null_event = palloc(sizeof(bool) * n);
+	Oid			argtypes[11] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	UUIDARRAYOID};
+	Datum		args[11];
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -924,6 +1019,8 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n)
 		null_response[i] = o->response == NULL;
 		next_at[i] = TimestampTzGetDatum(o->next_at);
 		null_next[i] = o->next_at == 0;
+		null_event[i] = o->inflight_key == 0;
+		event[i] = null_event[i] ? (Datum) 0 : DirectFunctionCall1(uuid_in, CStringGetDatum(o->event_id));
 	}
 	args[0] = make_array(delivery, no, n, INT8OID);
 	args[1] = make_array(webhook, no, n, INT8OID);
@@ -935,21 +1032,53 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n)
 	args[7] = make_array(duration, null_started, n, FLOAT8OID);
 	args[8] = make_array(response, null_response, n, TEXTOID);
 	args[9] = make_array(next_at, null_next, n, TIMESTAMPTZOID);
+	args[10] = make_array(event, null_event, n, UUIDOID);
 
-	run("WITH r AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+	/*
+	 * A first attempt's delivery is inserted, finished or pending its retry;
+	 * if the row is already there (created from its inflight row after a
+	 * lease ran out), the outcome updates it.
+	 */
+	run("WITH r AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
 		"           AS r(delivery_id, webhook_id, attempt, status, http_status, error, "
-		"                started_at, duration_ms, response, next_at)), "
+		"                started_at, duration_ms, response, next_at, event_id)), "
 		"     a AS (INSERT INTO webhooks.attempts "
 		"             (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body) "
 		"           SELECT delivery_id, attempt, started_at, duration_ms, http_status, error, response "
-		"           FROM r WHERE started_at IS NOT NULL ORDER BY delivery_id) "
+		"           FROM r WHERE started_at IS NOT NULL ORDER BY delivery_id), "
+		"     first AS (INSERT INTO webhooks.deliveries AS d (id, event_id, webhook_id, status, attempts, "
+		"                 next_attempt_at, last_attempt_at, last_status, last_error, finished_at) "
+		"               OVERRIDING SYSTEM VALUE "
+		"               SELECT delivery_id, event_id, webhook_id, status, "
+		"                      CASE WHEN started_at IS NULL THEN 0 ELSE 1 END, "
+		"                      coalesce(next_at, now()), started_at, http_status, error, "
+		"                      CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN now() END "
+		"               FROM r WHERE event_id IS NOT NULL ORDER BY delivery_id "
+		"               ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+		"                 next_attempt_at = excluded.next_attempt_at, "
+		"                 last_attempt_at = coalesce(excluded.last_attempt_at, d.last_attempt_at), "
+		"                 last_status = excluded.last_status, last_error = excluded.last_error, "
+		"                 finished_at = excluded.finished_at) "
 		"UPDATE webhooks.deliveries d SET status = r.status, "
 		"       attempts = CASE WHEN r.started_at IS NULL THEN d.attempts - 1 ELSE d.attempts END, "
 		"       next_attempt_at = coalesce(r.next_at, d.next_attempt_at), "
 		"       last_status = r.http_status, last_error = r.error, "
 		"       finished_at = CASE WHEN r.status IN ('succeeded', 'failed', 'cancelled') THEN now() END "
-		"FROM r WHERE d.id = r.delivery_id",
-		10, argtypes, args, NULL, SPI_OK_UPDATE);
+		"FROM r WHERE r.event_id IS NULL AND d.id = r.delivery_id",
+		11, argtypes, args, NULL, SPI_OK_UPDATE);
+
+	if (ndone > 0)
+	{
+		Datum	   *keys = palloc(sizeof(Datum) * ndone);
+		Oid			keytype[1] = {INT8ARRAYOID};
+		Datum		keyarg[1];
+
+		for (i = 0; i < ndone; i++)
+			keys[i] = Int64GetDatum(done[i]);
+		keyarg[0] = make_array(keys, no, ndone, INT8OID);
+		run("DELETE FROM webhooks.inflight_first_attempts WHERE first_delivery = ANY ($1)",
+			1, keytype, keyarg, NULL, SPI_OK_DELETE);
+	}
 
 	/* health: the last success, and how long and how often it failed since */
 	run("WITH r AS (SELECT * FROM unnest($2, $5, $6, $7) AS r(webhook_id, http_status, error, at) "
@@ -1161,6 +1290,10 @@ webhooks_queue_maintain(void)
 				(errmsg("pg-webhooks disabled " UINT64_FORMAT " webhook(s) whose deliveries kept failing",
 						SPI_processed)));
 
+	if (recover_first_attempts(false) > 0)
+		ereport(LOG,
+				(errmsg("pg-webhooks: " UINT64_FORMAT " first attempts whose outcome was not recorded in time will be sent again",
+						SPI_processed)));
 	prune_deliveries();
 	prune_events();
 }

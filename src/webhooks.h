@@ -153,6 +153,7 @@ typedef struct WebhooksClaim
 	int64		delivery_id;
 	int64		webhook_id;
 	int			attempt;
+	int64		inflight_key;	/* first attempt: first_delivery of its inflight_first_attempts row; 0: a retry */
 	char	   *event_id;
 	char	   *payload;
 	bool		webhook_exists;
@@ -172,6 +173,8 @@ typedef struct WebhooksOutcome
 	int64		delivery_id;
 	int64		webhook_id;
 	int			attempt;
+	int64		inflight_key;	/* a first attempt (its delivery row is inserted), or 0 */
+	const char *event_id;		/* for a first attempt */
 	const char *status;			/* pending (retry), succeeded, failed, cancelled */
 	int			http_status;	/* 0: none */
 	const char *error;
@@ -188,7 +191,7 @@ extern uint64 webhooks_queue_recover(void);
 extern int	webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s,
 									WebhooksClaim **claims, bool *more);
 extern int	webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims);
-extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n);
+extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done, int ndone);
 extern TimestampTz webhooks_queue_next_due(void);
 extern void webhooks_queue_maintain(void);
 

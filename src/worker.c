@@ -66,6 +66,17 @@ typedef struct ClaimBatch
 	int			next;			/* first not yet started */
 } ClaimBatch;
 
+/*
+ * A row of webhooks.inflight_first_attempts written by this worker: how
+ * many of its first attempts have no recorded outcome yet.
+ */
+typedef struct InflightRow
+{
+	int64		key;			/* its first_delivery */
+	int			remaining;
+	TimestampTz leased_until;	/* after this, housekeeping recovers it */
+} InflightRow;
+
 typedef struct Worker
 {
 	WebhooksHttp *http;
@@ -86,6 +97,10 @@ typedef struct Worker
 	bool		reported_healthy;
 	bool		resize_pending; /* webhooks.max_connections grew: new pool when idle */
 	bool		events_waiting; /* the last dispatch left new events behind */
+	InflightRow *inflight;		/* in loop_cxt */
+	int			ninflight;
+	int			max_inflight;
+	InflightRow new_inflight;	/* written by the current round (key 0: none) */
 	ResourceOwner owner;		/* for signing outside the rounds' transactions */
 } Worker;
 
@@ -151,7 +166,8 @@ clean_text(const char *s, size_t len)
 }
 
 static WebhooksOutcome *
-new_outcome(int64 delivery_id, int64 webhook_id, int attempt)
+new_outcome(int64 delivery_id, int64 webhook_id, int attempt, int64 inflight_key,
+			const char *event_id)
 {
 	WebhooksOutcome *o;
 
@@ -165,6 +181,8 @@ new_outcome(int64 delivery_id, int64 webhook_id, int attempt)
 	o->delivery_id = delivery_id;
 	o->webhook_id = webhook_id;
 	o->attempt = attempt;
+	o->inflight_key = inflight_key;
+	o->event_id = inflight_key != 0 ? pstrdup(event_id) : NULL;
 	return o;
 }
 
@@ -190,7 +208,8 @@ static void
 request_finished(WebhooksRequest *req)
 {
 	MemoryContext old = MemoryContextSwitchTo(worker->outcome_cxt);
-	WebhooksOutcome *o = new_outcome(req->delivery_id, req->webhook_id, req->attempt);
+	WebhooksOutcome *o = new_outcome(req->delivery_id, req->webhook_id, req->attempt,
+									 req->inflight_key, req->event_id);
 	int64		delay;
 
 	o->started_at = req->started_at;
@@ -230,7 +249,8 @@ static void
 cancel_claim(const WebhooksClaim *c)
 {
 	MemoryContext old = MemoryContextSwitchTo(worker->outcome_cxt);
-	WebhooksOutcome *o = new_outcome(c->delivery_id, c->webhook_id, c->attempt);
+	WebhooksOutcome *o = new_outcome(c->delivery_id, c->webhook_id, c->attempt,
+									 c->inflight_key, c->event_id);
 
 	o->status = "cancelled";
 	o->error = c->webhook_exists ? "not sent: the webhook is disabled"
@@ -299,6 +319,8 @@ start_request(const WebhooksClaim *c)
 
 	Assert(req != NULL);
 	req->delivery_id = c->delivery_id;
+	req->inflight_key = c->inflight_key;
+	strlcpy(req->event_id, c->event_id, sizeof(req->event_id));
 	req->webhook_id = c->webhook_id;
 	req->attempt = c->attempt;
 	appendStringInfoString(&req->url, c->url);
@@ -352,6 +374,73 @@ request_slots(void)
 	return Min(webhooks_http_capacity(worker->http), webhooks_max_connections);
 }
 
+/* ---------------------------------------------------------------------
+ * First attempts in flight (rows of webhooks.inflight_first_attempts)
+ * ---------------------------------------------------------------------
+ */
+
+/* Outcomes in this batch of the first attempts of row key. */
+static int
+outcomes_of_row(int64 key)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < worker->noutcomes; i++)
+		if (worker->outcomes[i].inflight_key == key)
+			n++;
+	return n;
+}
+
+/* The rows whose last outcome is in the batch about to be recorded. */
+static int64 *
+inflight_rows_done(int *ndone)
+{
+	int64	   *done = palloc(sizeof(int64) * Max(worker->ninflight, 1));
+	int			i;
+
+	*ndone = 0;
+	for (i = 0; i < worker->ninflight; i++)
+		if (outcomes_of_row(worker->inflight[i].key) >= worker->inflight[i].remaining)
+			done[(*ndone)++] = worker->inflight[i].key;
+	return done;
+}
+
+/*
+ * The batch is recorded (committed): count its first attempts off their
+ * rows, and forget the rows that are done, or whose lease ran out (the
+ * housekeeping recovers those).
+ */
+static void
+inflight_recorded(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i,
+				kept = 0;
+
+	for (i = 0; i < worker->ninflight; i++)
+	{
+		InflightRow *row = &worker->inflight[i];
+
+		row->remaining -= outcomes_of_row(row->key);
+		if (row->remaining > 0 && now < row->leased_until)
+			worker->inflight[kept++] = *row;
+	}
+	worker->ninflight = kept;
+}
+
+/* The round that wrote a row committed: its first attempts are to be counted off. */
+static void
+inflight_add(const InflightRow *row)
+{
+	if (worker->ninflight >= worker->max_inflight)
+	{
+		worker->max_inflight *= 2;
+		worker->inflight = repalloc(worker->inflight, sizeof(InflightRow) * worker->max_inflight);
+	}
+	worker->inflight[worker->ninflight++] = *row;
+}
+
 /* A short transaction of the worker's, with a snapshot, shown in pg_stat_activity. */
 static void
 begin_transaction(const char *activity)
@@ -402,7 +491,12 @@ run_round(bool maintenance)
 			elog(ERROR, "SPI_connect failed");
 		MemoryContextSwitchTo(worker->round_cxt);
 		if (worker->noutcomes > 0)
-			webhooks_queue_record(worker->outcomes, worker->noutcomes);
+		{
+			int			ndone;
+			int64	   *done = inflight_rows_done(&ndone);
+
+			webhooks_queue_record(worker->outcomes, worker->noutcomes, done, ndone);
+		}
 		if (limit > 0)
 		{
 			WebhooksClaim *retries,
@@ -426,6 +520,13 @@ run_round(bool maintenance)
 				nfresh = webhooks_queue_dispatch(limit - nretries, lease_ms,
 												 webhooks_secret_overlap_s, &fresh, &more_fresh);
 			nclaims = nretries + nfresh;
+			if (nfresh > 0)
+			{
+				worker->new_inflight.key = fresh[0].inflight_key;
+				worker->new_inflight.remaining = nfresh;
+				worker->new_inflight.leased_until =
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
+			}
 			claims = palloc(sizeof(WebhooksClaim) * Max(nclaims, 1));
 			memcpy(claims, retries, sizeof(WebhooksClaim) * nretries);
 			if (nfresh > 0)
@@ -445,8 +546,12 @@ run_round(bool maintenance)
 		exit_without_extension();
 
 	/* recorded: forget them */
+	inflight_recorded();
 	worker->noutcomes = 0;
 	MemoryContextReset(worker->outcome_cxt);
+	if (worker->new_inflight.key != 0)
+		inflight_add(&worker->new_inflight);
+	worker->new_inflight.key = 0;
 
 	/* housekeeping in a transaction of its own, after the round's commit */
 	if (maintenance)
@@ -507,7 +612,7 @@ start_claim(ClaimBatch *batch, WebhooksClaim *c)
 		ereport(LOG,
 				(errmsg("pg-webhooks could not send delivery " INT64_FORMAT ": %s",
 						c->delivery_id, edata->message)));
-		o = new_outcome(c->delivery_id, c->webhook_id, c->attempt);
+		o = new_outcome(c->delivery_id, c->webhook_id, c->attempt, c->inflight_key, c->event_id);
 		o->started_at = GetCurrentTimestamp();
 		o->error = psprintf("could not send: %s", edata->message);
 		/* an attempt like any failed one: retried on the schedule, then failed */
@@ -586,6 +691,7 @@ safe_round(bool maintenance)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		/* claims of the failed round were not committed: their leases are not taken */
+		worker->new_inflight.key = 0;
 		if (worker->new_batch_cxt != NULL)
 			MemoryContextDelete(worker->new_batch_cxt);
 		worker->new_batch_cxt = NULL;
@@ -677,10 +783,14 @@ startup_round(void)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (webhooks_queue_recover() > 0)
-		ereport(LOG,
-				(errmsg("pg-webhooks: " UINT64_FORMAT " deliveries interrupted by a restart will be sent again",
-						SPI_processed)));
+	{
+		uint64		recovered = webhooks_queue_recover();
+
+		if (recovered > 0)
+			ereport(LOG,
+					(errmsg("pg-webhooks: " UINT64_FORMAT " deliveries interrupted by a restart will be sent again",
+							recovered)));
+	}
 	SPI_finish();
 	commit_transaction();
 }
@@ -708,6 +818,8 @@ webhooks_worker_main(Datum arg)
 	worker->round_cxt = AllocSetContextCreate(loop_cxt, "webhooks round", ALLOCSET_DEFAULT_SIZES);
 	worker->outcome_cxt = AllocSetContextCreate(loop_cxt, "webhooks outcomes", ALLOCSET_DEFAULT_SIZES);
 	worker->max_outcomes = 256;
+	worker->max_inflight = 16;
+	worker->inflight = palloc(sizeof(InflightRow) * worker->max_inflight);
 	worker->outcomes = palloc(sizeof(WebhooksOutcome) * worker->max_outcomes);
 	worker->started_at = GetCurrentTimestamp();
 	worker->owner = ResourceOwnerCreate(NULL, "pg-webhooks worker");

@@ -30,10 +30,14 @@ start_receiver slow $PORT --delay 3000 --secret "$SECRET"
 q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('id', i), site_id => 1))
    FROM generate_series(1, $N) i" >/dev/null
 wait_for 10 bash -c "[ \$(wc -l <'$E2E_TMP/slow.jsonl') -ge $N ]"
-SENDING=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM webhooks.deliveries WHERE status = 'sending'")
-NSENDING=$(q "SELECT count(*) FROM webhooks.deliveries WHERE status = 'sending'")
+# in flight: first attempts (no delivery row until their outcome, ids kept in
+# inflight_first_attempts) and retries (status 'sending')
+IN_FLIGHT="SELECT id FROM webhooks.deliveries WHERE status = 'sending'
+           UNION ALL SELECT unnest(delivery_ids) FROM webhooks.inflight_first_attempts"
+SENDING=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM ($IN_FLIGHT) s")
+NSENDING=$(q "SELECT count(*) FROM ($IN_FLIGHT) s")
 diag "$NSENDING of $N deliveries in flight at the immediate shutdown"
-ok "deliveries are in flight (status 'sending') against the slow receiver" [ "${NSENDING:-0}" -gt 0 ]
+ok "deliveries are in flight against the slow receiver (their ids in inflight_first_attempts)" [ "${NSENDING:-0}" -gt 0 ]
 
 as_cluster_user "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m immediate -w -t 60 stop >/dev/null
 ok "pg_ctl stop -m immediate" [ $? -eq 0 ]
@@ -74,7 +78,7 @@ q "SELECT count(webhooks.emit('page.updated', jsonb_build_object('id', 100 + i),
    FROM generate_series(1, 5) i" >/dev/null
 wait_for 10 bash -c "[ \$(wc -l <'$E2E_TMP/k.jsonl') -ge 5 ]"
 PID=$(worker_pid)
-K_SENDING=$(q "SELECT count(*) FROM webhooks.deliveries WHERE status = 'sending'")
+K_SENDING=$(q "SELECT count(*) FROM ($IN_FLIGHT) s")
 diag "kill -9 of worker $PID with $K_SENDING deliveries in flight"
 kill -KILL "$PID"
 ok "kill -9 of the worker process" [ $? -eq 0 ]

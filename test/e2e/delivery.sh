@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 e2e_require_cluster
 
 PORT=18901
-plan 35
+plan 37
 
 setup_db delivery
 guc allowed_networks '127.0.0.1/32'
@@ -74,6 +74,10 @@ is "$(q "SELECT last_status FROM webhooks.active WHERE id = $WH")" ok "webhooks.
 is "$(q "SELECT succeeded || '/' || failed || '/' || pending FROM webhooks.webhook_stats WHERE webhook_id = $WH")" \
 	"$NEVENTS/0/0" "webhook_stats counts every delivery as succeeded"
 ok "the dispatch queue is empty once every event has its deliveries" sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.dispatch_queue)"
+is "$(q "SELECT count(*) || '/' || count(DISTINCT id) FROM webhooks.event_store")" "$NEVENTS/$NEVENTS" \
+	"every event moved to webhooks.event_store, once"
+ok "no first attempt is left in flight once every outcome is recorded" \
+	sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.inflight_first_attempts)"
 
 # ---------------------------------------------------------------------
 # A test notification while the account switch is off.

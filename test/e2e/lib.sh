@@ -300,6 +300,14 @@ mark() {
 
 # The delivery of an event (to its only webhook), once the worker fanned it
 # out; waits up to 10 s, prints nothing if there is none.
+# The id of the delivery of event $1 whose first attempt is in flight (its
+# row in webhooks.deliveries is written with the outcome); waits up to 10 s.
+inflight_delivery_of() {
+	local q_ids="SELECT p.d FROM webhooks.inflight_first_attempts f,
+	                    unnest(f.delivery_ids, f.event_ids) AS p(d, e) WHERE p.e = '$1'"
+	wait_sql 10 "SELECT EXISTS ($q_ids)" && q "SELECT min(d) FROM ($q_ids) s"
+}
+
 delivery_of() {
 	wait_sql 10 "SELECT EXISTS (SELECT 1 FROM webhooks.deliveries WHERE event_id = '$1')" &&
 		q "SELECT min(id) FROM webhooks.deliveries WHERE event_id = '$1'"

@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 e2e_require_cluster
 
 PORT=18960
-plan 25
+plan 31
 
 setup_db robustness
 guc allowed_networks '127.0.0.1/32'
@@ -153,10 +153,11 @@ ok "the bad receiver saw every kind of request" \
 # --- the webhook is deleted while its request is in flight
 WS=$(q "SELECT webhooks.create_webhook('slow', 'http://127.0.0.1:$PORT/slow', '{page.updated}', sites => '{50}')")
 EV=$(q "SELECT webhooks.emit('page.updated', '{\"id\": 50}', site_id => 50)")
-DS=$(delivery_of "$EV")
+DS=$(inflight_delivery_of "$EV")
 wait_for 5 grep -qx /slow "$E2E_TMP/bad.log"
-ok "a slow request is in flight" \
-	sql_true "SELECT status = 'sending' FROM webhooks.deliveries WHERE id = ${DS:-0}"
+ok "a slow request is in flight (a first attempt: no delivery row until its outcome)" \
+	sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.deliveries WHERE id = ${DS:-0})
+	          AND EXISTS (SELECT 1 FROM webhooks.inflight_first_attempts WHERE ${DS:-0} = ANY (delivery_ids))"
 q "SELECT webhooks.delete_webhook($WS)" >/dev/null
 ok "the webhook is deleted while its request is in flight" \
 	sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.webhooks WHERE id = $WS)"
@@ -237,6 +238,38 @@ EV=$(q "SELECT webhooks.emit('page.updated', '{\"id\": 81}', site_id => 80)")
 DBAD=$(delivery_of "$EV")
 ok "after rotate_secret() the next event is delivered, the corrupted previous secret left out" \
 	wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${DBAD:-0}"
+
+# --- a malformed row written into the dispatch queue by hand (arrays of
+# different lengths): left out with a WARNING, and the events behind it are
+# still delivered (failing the dispatch would stop the whole queue)
+WQ=$(q "SELECT webhooks.create_webhook('after bad row', 'http://127.0.0.1:$PORT/ok', '{page.updated}', sites => '{90}')")
+q "INSERT INTO webhooks.dispatch_queue (first_event, event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats)
+   VALUES ('00000000-0000-7000-8000-000000000001', '{00000000-0000-7000-8000-000000000001}', '{}', '{}', '{}',
+           ARRAY[$WQ]::bigint[], '{}', '{}')" >/dev/null
+EV=$(q "SELECT webhooks.emit('page.updated', '{\"id\": 90}', site_id => 90)")
+DQ=$(delivery_of "$EV")
+ok "an event queued behind a malformed dispatch_queue row is delivered" \
+	wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${DQ:-0}"
+ok "the malformed row is gone from the queue" \
+	sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.dispatch_queue WHERE first_event = '00000000-0000-7000-8000-000000000001')"
+log_says_skipped() { new_log | grep -q 'skipped a malformed row of webhooks.dispatch_queue'; }
+ok "server.log says the malformed row was skipped, with its first_event" log_says_skipped
+
+# --- a first attempt whose outcome was never recorded (here: a row of
+# inflight_first_attempts whose lease ran out, written by hand for an event
+# that has no delivery): housekeeping creates the delivery, pending with an
+# "interrupted" attempt, and it is sent
+EV=$(q "SELECT webhooks.emit('page.updated', '{\"id\": 91}', site_id => 90)")
+DQ=$(delivery_of "$EV")
+wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${DQ:-0}"
+NEXT=$(q "SELECT nextval('webhooks.deliveries_id_seq')")
+q "INSERT INTO webhooks.inflight_first_attempts (first_delivery, delivery_ids, event_ids, webhook_ids, leased_until)
+   VALUES ($NEXT, ARRAY[$NEXT]::bigint[], ARRAY['$EV']::uuid[], ARRAY[$WQ]::bigint[], now() - interval '1 second')" >/dev/null
+ok "an expired in-flight first attempt is recovered by housekeeping and sent" \
+	wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = $NEXT"
+is "$(attempt_summary "$NEXT")" "error,200" "its attempts: the interrupted one, then the HTTP 200"
+ok "its row in inflight_first_attempts is gone" \
+	sql_true "SELECT NOT EXISTS (SELECT 1 FROM webhooks.inflight_first_attempts WHERE first_delivery = $NEXT)"
 
 # --- and everything still works
 WOK=$(q "SELECT webhooks.create_webhook('fine', 'http://127.0.0.1:$PORT/ok', '{page.updated}', sites => '{60}')")

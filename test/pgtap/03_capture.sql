@@ -10,7 +10,7 @@
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(121);
+SELECT plan(128);
 
 -- The sorted keys of a JSON object (duplicates kept, so they would show).
 CREATE FUNCTION pg_temp.keys(j json) RETURNS text[] LANGUAGE sql IMMUTABLE AS
@@ -340,6 +340,42 @@ ROLLBACK TO SAVEPOINT sp;
 RELEASE SAVEPOINT sp;
 SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue), 0,
           'a rolled-back subtransaction leaves nothing in the dispatch queue');
+
+-- a queue row holds consecutive events that matched the same webhooks, with
+-- every per-event column as an array, and at most 16 kB of JSON
+SELECT webhooks.create_webhook('site 7 only', 'https://example.com/s7', '{page.*}', sites => '{7}') AS site7 \gset
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
+INSERT INTO captest.pages (id, site_id, title)
+SELECT 400 + i, CASE WHEN i <= 3 THEN 1 ELSE 7 END, 'split ' || i FROM generate_series(1, 5) i ORDER BY i;
+SELECT results_eq(format($$SELECT cardinality(event_ids), site_ids, %s = ANY (webhook_ids)
+                           FROM webhooks.dispatch_queue ORDER BY first_event$$, :site7),
+                  $$VALUES (3, '{1,1,1}'::bigint[], false), (2, '{7,7}', true)$$,
+                  'events that matched other webhooks start a new queue row');
+SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue
+           WHERE cardinality(types) <> cardinality(event_ids) OR cardinality(space_ids) <> cardinality(event_ids)
+              OR cardinality(payloads) <> cardinality(event_ids) OR cardinality(created_ats) <> cardinality(event_ids)), 0,
+          'every per-event array of a queue row has one element per event');
+SELECT results_eq($$SELECT id, site_id, space_id, payload::text, created_at FROM webhooks.events ORDER BY id$$,
+                  $$SELECT u.id, u.site, u.space, u.payload::text, u.at FROM webhooks.dispatch_queue q,
+                      unnest(q.event_ids, q.site_ids, q.space_ids, q.payloads, q.created_ats) AS u(id, site, space, payload, at)
+                    ORDER BY u.id$$,
+                  'webhooks.events shows each queued event with its own site, space, payload and time');
+SELECT is((SELECT count(*)::int FROM (SELECT created_at, lag(created_at) OVER (ORDER BY id) AS prev
+                                      FROM webhooks.events) s WHERE created_at < prev), 0,
+          'capture times never go backwards in id order');
+DELETE FROM webhooks.webhooks WHERE id = :site7;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
+INSERT INTO captest.pages (id, site_id, title, body)
+SELECT 420 + i, 1, 'big ' || i, repeat(md5(i::text), 125) FROM generate_series(1, 10) i ORDER BY i;
+SELECT is((SELECT array_agg(cardinality(event_ids) ORDER BY first_event) FROM webhooks.dispatch_queue),
+          ARRAY[3, 3, 3, 1], 'payloads of 4 kB: three to a queue row (at most 16 kB of JSON a row)');
+SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue
+           WHERE (SELECT sum(octet_length(p::text)) FROM unnest(payloads) p) > 16384), 0,
+          'no queue row holds more than 16 kB of JSON');
+SELECT is((SELECT count(*)::int FROM webhooks.dispatch_queue
+           WHERE pg_column_size(payloads) > 8000), 0, 'and compressed, each fits in its heap tuple');
+DELETE FROM captest.pages WHERE id > 400;
+TRUNCATE webhooks.dispatch_queue, webhooks.event_store;
 
 -- large payloads are stored compressed, and read back exactly
 INSERT INTO captest.pages (id, site_id, title, body) VALUES (201, 1, 'long', repeat('lorem ipsum ', 100));
