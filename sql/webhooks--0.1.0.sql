@@ -866,11 +866,12 @@ COMMENT ON FUNCTION webhooks.emit(text, jsonb, bigint, bigint)
     IS 'Queue an event that is not a row change (login, logout, widget cloned, ...); returns its id, or NULL when no webhook wants it';
 
 -- ---------------------------------------------------------------------------
--- Delivery: one row per (event, webhook), written by the worker when it
--- fans an event out; every attempt is kept in attempts.
---   pending    waiting for its next attempt (next_attempt_at)
---   sending    claimed by the worker; next_attempt_at is the lease: if the
---              worker dies, the delivery is sent again once it runs out
+-- Delivery: one row per (event, webhook), written by the worker with the
+-- outcome of its first attempt (until then, see inflight_first_attempts);
+-- every attempt is kept in attempts.
+--   pending    waiting for its next attempt (next_attempt_at); a retry the
+--              worker is sending stays pending (and due) until its outcome
+--              is recorded: if the worker dies, it is sent again
 --   succeeded  a 2xx answer
 --   failed     retries exhausted, or 410 Gone
 --   cancelled  its webhook was disabled or deleted before it could be sent
@@ -880,7 +881,7 @@ CREATE TABLE webhooks.deliveries (
     event_id        uuid NOT NULL,
     webhook_id      bigint NOT NULL,
     status          text NOT NULL DEFAULT 'pending'
-                    CHECK (status IN ('pending', 'sending', 'succeeded', 'failed', 'cancelled')),
+                    CHECK (status IN ('pending', 'succeeded', 'failed', 'cancelled')),
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_attempt_at timestamptz,
@@ -893,7 +894,7 @@ CREATE TABLE webhooks.deliveries (
 COMMENT ON TABLE webhooks.deliveries IS 'One delivery of an event to a webhook, with its state';
 -- claiming: due deliveries in due order, without scanning the finished ones
 CREATE INDEX deliveries_due_idx ON webhooks.deliveries (next_attempt_at)
-    WHERE status IN ('pending', 'sending');
+    WHERE status = 'pending';
 -- an event's deliveries (redeliver, pruning events nothing refers to)
 CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
 -- Deliberately no more indexes: every delivery is inserted once and
@@ -1132,7 +1133,7 @@ CREATE VIEW webhooks.webhook_stats AS
 SELECT w.id AS webhook_id, w.name, w.enabled,
        count(d.id) FILTER (WHERE d.status = 'succeeded') AS succeeded,
        count(d.id) FILTER (WHERE d.status = 'failed') AS failed,
-       count(d.id) FILTER (WHERE d.status IN ('pending', 'sending')) AS pending,
+       count(d.id) FILTER (WHERE d.status = 'pending') AS pending,
        count(d.id) FILTER (WHERE d.status = 'cancelled') AS cancelled,
        round(100.0 * count(d.id) FILTER (WHERE d.status = 'succeeded')
              / nullif(count(d.id) FILTER (WHERE d.status IN ('succeeded', 'failed')), 0), 1) AS success_rate,

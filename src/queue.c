@@ -549,22 +549,14 @@ recover_first_attempts(bool all)
 }
 
 /*
- * After a restart, deliveries left "sending" by the previous worker were
- * interrupted: record that, and send them again now (at-least-once, with
- * the same webhook-id); first attempts in flight too.
+ * At start-up: first attempts the previous worker had in flight are created
+ * and sent again now (at-least-once, with the same webhook-id).  Retries it
+ * had in flight need nothing: they are still pending and due.
  */
 uint64
 webhooks_queue_recover(void)
 {
-	uint64		n;
-
-	run("WITH r AS (UPDATE webhooks.deliveries SET status = 'pending', next_attempt_at = now() "
-		"           WHERE status = 'sending' RETURNING id, attempts) "
-		"INSERT INTO webhooks.attempts (delivery_id, attempt, started_at, error) "
-		"SELECT id, attempts, now(), 'interrupted: the worker stopped while this attempt was in flight' "
-		"FROM r", 0, NULL, NULL, NULL, SPI_OK_INSERT);
-	n = SPI_processed;
-	return n + recover_first_attempts(true);
+	return recover_first_attempts(true);
 }
 
 /*
@@ -630,34 +622,47 @@ read_claims(WebhooksClaim **claims)
 	return n;
 }
 
+/* The worker's retries in flight, as an int8[] parameter. */
+static Datum
+ids_array(const int64 *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /*
- * Claim up to limit due deliveries (retries, and leases that ran out):
- * mark them sending with a lease of lease_ms and return what is needed to
- * send them, in the caller's memory context.  The ids are picked through
- * the due-time index into an array, so each row is then reached by its
- * primary key, and the payload by the events' primary key: no join ever
- * hashes a whole queue table.
+ * Claim up to limit due deliveries (retries, redeliveries, test
+ * notifications) and return what is needed to send them, in the caller's
+ * memory context.  The rows are only read: the worker keeps the ones it is
+ * sending in memory (in_flight, left out here) until their outcome is
+ * recorded, so a retry costs one write (the outcome) instead of two.  If
+ * the worker dies meanwhile, they are still due and are sent again.  The
+ * ids are picked through the due-time index, the payload is read by the
+ * events' primary key: no join ever hashes a whole queue table.
  */
 int
-webhooks_queue_claim(int limit, int lease_ms, int overlap_s, WebhooksClaim **claims)
+webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_flight,
+					 WebhooksClaim **claims)
 {
-	Oid			argtypes[3] = {INT4OID, INT4OID, INT4OID};
-	Datum		args[3] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s)};
+	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT8ARRAYOID};
+	Datum		args[4] = {Int32GetDatum(limit), 0, Int32GetDatum(overlap_s),
+	ids_array(in_flight, nin_flight)};
 
 	run("WITH claimed AS ( "
-		"  UPDATE webhooks.deliveries d "
-		"  SET status = 'sending', attempts = d.attempts + 1, "
-		"      next_attempt_at = now() + $2 * interval '1 millisecond', last_attempt_at = now() "
-		"  WHERE d.id = ANY (ARRAY(SELECT id FROM webhooks.deliveries "
-		"                         WHERE status IN ('pending', 'sending') AND next_attempt_at <= now() "
-		"                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)) "
-		"  RETURNING d.id, d.event_id, d.webhook_id, d.attempts), "
+		"  SELECT d.id, d.event_id, d.webhook_id, d.attempts + 1 AS attempts "
+		"  FROM webhooks.deliveries d "
+		"  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.id <> ALL ($4) "
+		"  ORDER BY d.next_attempt_at LIMIT $1), "
 		HOOKS_CTE
 		"SELECT c.id, c.webhook_id, c.attempts, c.event_id::text, "
 		"       (SELECT e.payload::text FROM webhooks.event_store e WHERE e.id = c.event_id), "
 		WEBHOOK_COLUMNS
 		"FROM claimed c LEFT JOIN hooks w ON w.id = c.webhook_id",
-		3, argtypes, args, NULL, SPI_OK_SELECT);
+		4, argtypes, args, NULL, SPI_OK_SELECT);
 	return read_claims(claims);
 }
 
@@ -1060,7 +1065,8 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done,
 		"                 last_status = excluded.last_status, last_error = excluded.last_error, "
 		"                 finished_at = excluded.finished_at) "
 		"UPDATE webhooks.deliveries d SET status = r.status, "
-		"       attempts = CASE WHEN r.started_at IS NULL THEN d.attempts - 1 ELSE d.attempts END, "
+		"       attempts = CASE WHEN r.started_at IS NULL THEN d.attempts ELSE d.attempts + 1 END, "
+		"       last_attempt_at = coalesce(r.started_at, d.last_attempt_at), "
 		"       next_attempt_at = coalesce(r.next_at, d.next_attempt_at), "
 		"       last_status = r.http_status, last_error = r.error, "
 		"       finished_at = CASE WHEN r.status IN ('succeeded', 'failed', 'cancelled') THEN now() END "
@@ -1123,15 +1129,17 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done,
 		10, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
-/* When the next pending delivery is due (0 if none is pending). */
+/* When the next pending delivery not in flight is due (0 if none is pending). */
 TimestampTz
-webhooks_queue_next_due(void)
+webhooks_queue_next_due(const int64 *in_flight, int nin_flight)
 {
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		args[1] = {ids_array(in_flight, nin_flight)};
 	bool		isnull;
 	Datum		d;
 
 	run("SELECT min(next_attempt_at) FROM webhooks.deliveries "
-		"WHERE status IN ('pending', 'sending')", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+		"WHERE status = 'pending' AND id <> ALL ($1)", 1, argtypes, args, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }

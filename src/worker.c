@@ -101,6 +101,10 @@ typedef struct Worker
 	int			ninflight;
 	int			max_inflight;
 	InflightRow new_inflight;	/* written by the current round (key 0: none) */
+	int64	   *retries;		/* deliveries (not first attempts) claimed, not yet recorded */
+	int			nretries;
+	int			max_retries;
+	int			nretries_before_round;	/* to forget a failed round's claims */
 	ResourceOwner owner;		/* for signing outside the rounds' transactions */
 } Worker;
 
@@ -441,6 +445,46 @@ inflight_add(const InflightRow *row)
 	worker->inflight[worker->ninflight++] = *row;
 }
 
+/*
+ * Retries in flight: the claim only reads due deliveries, so the ones
+ * claimed and not yet recorded are remembered here and left out of the
+ * next claims.
+ */
+static void
+retries_add(const WebhooksClaim *claims, int n)
+{
+	int			i;
+
+	if (worker->nretries + n > worker->max_retries)
+	{
+		worker->max_retries = Max(worker->max_retries * 2, worker->nretries + n);
+		worker->retries = repalloc(worker->retries, sizeof(int64) * worker->max_retries);
+	}
+	for (i = 0; i < n; i++)
+		worker->retries[worker->nretries++] = claims[i].delivery_id;
+}
+
+/* Forget the retries among the outcomes (recorded, or dropped: to be claimed again). */
+static void
+retries_done(void)
+{
+	int			i,
+				j,
+				kept = 0;
+
+	for (i = 0; i < worker->nretries; i++)
+	{
+		bool		done = false;
+
+		for (j = 0; j < worker->noutcomes && !done; j++)
+			done = worker->outcomes[j].inflight_key == 0 &&
+				worker->outcomes[j].delivery_id == worker->retries[i];
+		if (!done)
+			worker->retries[kept++] = worker->retries[i];
+	}
+	worker->nretries = kept;
+}
+
 /* A short transaction of the worker's, with a snapshot, shown in pg_stat_activity. */
 static void
 begin_transaction(const char *activity)
@@ -482,6 +526,7 @@ run_round(bool maintenance)
 
 	MemoryContextReset(worker->round_cxt);
 	MemoryContextSwitchTo(worker->round_cxt);
+	worker->nretries_before_round = worker->nretries;
 	begin_transaction("pg-webhooks: recording and claiming deliveries");
 
 	present = extension_present();
@@ -515,7 +560,9 @@ run_round(bool maintenance)
 			 * failing endpoint with a short schedule cannot starve fresh events.
 			 */
 			nretries = webhooks_queue_claim(worker->events_waiting ? Max(limit / 2, 1) : limit,
-											lease_ms, webhooks_secret_overlap_s, &retries);
+											webhooks_secret_overlap_s, worker->retries,
+											worker->nretries, &retries);
+			retries_add(retries, nretries);
 			if (nretries < limit)
 				nfresh = webhooks_queue_dispatch(limit - nretries, lease_ms,
 												 webhooks_secret_overlap_s, &fresh, &more_fresh);
@@ -538,7 +585,7 @@ run_round(bool maintenance)
 		}
 		else
 			worker->work_signalled = true;	/* the queue is full: claim when it drains */
-		worker->next_due = webhooks_queue_next_due();
+		worker->next_due = webhooks_queue_next_due(worker->retries, worker->nretries);
 		SPI_finish();
 	}
 	commit_transaction();
@@ -547,6 +594,7 @@ run_round(bool maintenance)
 
 	/* recorded: forget them */
 	inflight_recorded();
+	retries_done();
 	worker->noutcomes = 0;
 	MemoryContextReset(worker->outcome_cxt);
 	if (worker->new_inflight.key != 0)
@@ -690,16 +738,19 @@ safe_round(bool maintenance)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		/* claims of the failed round were not committed: their leases are not taken */
+		/* the failed round's claims are dropped: they are due again */
 		worker->new_inflight.key = 0;
+		worker->nretries = Min(worker->nretries, worker->nretries_before_round);
 		if (worker->new_batch_cxt != NULL)
 			MemoryContextDelete(worker->new_batch_cxt);
 		worker->new_batch_cxt = NULL;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		/*
-		 * Outcomes that could not be recorded are dropped: their deliveries
-		 * are still leased, so they are sent again when the lease runs out.
+		 * Outcomes that could not be recorded are dropped: retries are due
+		 * again at once, first attempts once their inflight_first_attempts
+		 * row's lease runs out.
 		 */
+		retries_done();
 		worker->noutcomes = 0;
 		MemoryContextReset(worker->outcome_cxt);
 		worker->work_signalled = true;
@@ -819,6 +870,8 @@ webhooks_worker_main(Datum arg)
 	worker->outcome_cxt = AllocSetContextCreate(loop_cxt, "webhooks outcomes", ALLOCSET_DEFAULT_SIZES);
 	worker->max_outcomes = 256;
 	worker->max_inflight = 16;
+	worker->max_retries = 256;
+	worker->retries = palloc(sizeof(int64) * worker->max_retries);
 	worker->inflight = palloc(sizeof(InflightRow) * worker->max_inflight);
 	worker->outcomes = palloc(sizeof(WebhooksOutcome) * worker->max_outcomes);
 	worker->started_at = GetCurrentTimestamp();

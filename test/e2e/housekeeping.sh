@@ -30,7 +30,7 @@ ok "pg_stat_user_tables counts the worker's inserts into deliveries and attempts
 # the queries the worker runs use the indexes made for them
 q "ANALYZE webhooks.deliveries; ANALYZE webhooks.event_store; ANALYZE webhooks.dispatch_queue" >/dev/null
 PLAN=$(q "EXPLAIN SELECT id FROM webhooks.deliveries
-          WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+          WHERE status = 'pending' AND next_attempt_at <= now()
           ORDER BY next_attempt_at LIMIT 1000 FOR UPDATE SKIP LOCKED")
 diag "$PLAN"
 ok "claiming due deliveries uses deliveries_due_idx" grep -q "deliveries_due_idx" <<<"$PLAN"
