@@ -893,7 +893,10 @@ CREATE TABLE webhooks.deliveries (
 );
 COMMENT ON TABLE webhooks.deliveries IS 'One delivery of an event to a webhook, with its state';
 -- claiming: due deliveries in due order, without scanning the finished ones
-CREATE INDEX deliveries_due_idx ON webhooks.deliveries (next_attempt_at)
+-- (id makes every entry unique: a backlog made due at one instant would
+-- otherwise be one long posting list, whose entries a scan cannot mark dead
+-- one by one, so every claim would step over all the ones already sent)
+CREATE INDEX deliveries_due_idx ON webhooks.deliveries (next_attempt_at, id)
     WHERE status = 'pending';
 -- an event's deliveries (redeliver, pruning events nothing refers to)
 CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);

@@ -87,12 +87,6 @@ int8_array(const int64 *values, int n)
 	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-static Datum
-int8_array_of_datums(Datum *elems, int n)
-{
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 /*
  * A varlena LZ4-compressed when that makes it smaller.  A row under 2 kB
  * is never compressed by TOAST, but payloads are JSON whose keys and values
@@ -622,16 +616,27 @@ read_claims(WebhooksClaim **claims)
 	return n;
 }
 
-/* The worker's retries in flight, as an int8[] parameter. */
-static Datum
-ids_array(const int64 *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
+/*
+ * Where the last full claim stopped in the due-time index (next_attempt_at,
+ * id), so that the next one starts there rather than stepping again over
+ * the deliveries still in flight and the dead index entries that a large
+ * backlog leaves at the head of the index.  A delivery that falls due
+ * behind the mark (a redelivery whose transaction started earlier, say) is
+ * reached when the mark is dropped: as soon as a claim finds less than it
+ * asked for (caught up), and at the latest CLAIM_MARK_MAX_MS after it was
+ * set.
+ */
+#define CLAIM_MARK_MAX_MS 2000
+static TimestampTz claim_mark_at = DT_NOBEGIN;
+static int64 claim_mark_id = 0;
+static TimestampTz claim_mark_set = 0;
 
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+static void
+drop_claim_mark(void)
+{
+	claim_mark_at = DT_NOBEGIN;
+	claim_mark_id = 0;
+	claim_mark_set = 0;
 }
 
 /*
@@ -648,22 +653,56 @@ int
 webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_flight,
 					 WebhooksClaim **claims)
 {
-	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT8ARRAYOID};
-	Datum		args[4] = {Int32GetDatum(limit), 0, Int32GetDatum(overlap_s),
-	ids_array(in_flight, nin_flight)};
+	Oid			argtypes[5] = {INT4OID, TIMESTAMPTZOID, INT4OID, INT8ARRAYOID, INT8OID};
+	Datum		args[5];
+	int			n,
+				i;
 
+	if (claim_mark_set != 0 &&
+		TimestampDifferenceExceeds(claim_mark_set, GetCurrentTimestamp(), CLAIM_MARK_MAX_MS))
+		drop_claim_mark();
+	args[0] = Int32GetDatum(limit);
+	args[1] = TimestampTzGetDatum(claim_mark_at);
+	args[2] = Int32GetDatum(overlap_s);
+	args[3] = int8_array(in_flight, nin_flight);
+	args[4] = Int64GetDatum(claim_mark_id);
 	run("WITH claimed AS ( "
-		"  SELECT d.id, d.event_id, d.webhook_id, d.attempts + 1 AS attempts "
+		"  SELECT d.id, d.event_id, d.webhook_id, d.attempts + 1 AS attempts, d.next_attempt_at "
 		"  FROM webhooks.deliveries d "
-		"  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.id <> ALL ($4) "
-		"  ORDER BY d.next_attempt_at LIMIT $1), "
+		"  WHERE d.status = 'pending' AND d.next_attempt_at <= now() "
+		"    AND (d.next_attempt_at, d.id) > ($2, $5) AND d.id <> ALL ($4) "
+		"  ORDER BY d.next_attempt_at, d.id LIMIT $1), "
 		HOOKS_CTE
 		"SELECT c.id, c.webhook_id, c.attempts, c.event_id::text, "
 		"       (SELECT e.payload::text FROM webhooks.event_store e WHERE e.id = c.event_id), "
 		WEBHOOK_COLUMNS
+		", c.next_attempt_at "
 		"FROM claimed c LEFT JOIN hooks w ON w.id = c.webhook_id",
-		4, argtypes, args, NULL, SPI_OK_SELECT);
-	return read_claims(claims);
+		5, argtypes, args, NULL, SPI_OK_SELECT);
+	if ((int) SPI_processed < limit)
+	{
+		drop_claim_mark();		/* caught up: next time from the start */
+		return read_claims(claims);
+	}
+	/* the mark: the greatest (next_attempt_at, id) claimed */
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		bool		isnull;
+		TimestampTz at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 12, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (at > claim_mark_at || (at == claim_mark_at && id > claim_mark_id))
+		{
+			claim_mark_at = at;
+			claim_mark_id = id;
+		}
+	}
+	if (claim_mark_set == 0)
+		claim_mark_set = GetCurrentTimestamp();
+	n = read_claims(claims);
+	return n;
 }
 
 /* One event taken from the dispatch queue by the worker. */
@@ -799,7 +838,7 @@ append_queue_row(HeapTuple tuple, TupleDesc desc, QueuedEvent **events, int *n, 
 				 errhint("Only the capture trigger should write to webhooks.dispatch_queue.")));
 		return;
 	}
-	hook_array = int8_array_of_datums(hooks, nhooks);
+	hook_array = make_array(hooks, hook_nulls, nhooks, INT8OID);
 	if (*n + nids > *max)
 	{
 		*max = Max(*max * 2, *n + nids);
@@ -1129,17 +1168,26 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done,
 		10, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
-/* When the next pending delivery not in flight is due (0 if none is pending). */
+/*
+ * When the next pending delivery not in flight is due (0 if none is
+ * pending), looking from the claim mark on, like the next claim will.
+ */
 TimestampTz
 webhooks_queue_next_due(const int64 *in_flight, int nin_flight)
 {
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		args[1] = {ids_array(in_flight, nin_flight)};
+	Oid			argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[3];
 	bool		isnull;
 	Datum		d;
 
-	run("SELECT min(next_attempt_at) FROM webhooks.deliveries "
-		"WHERE status = 'pending' AND id <> ALL ($1)", 1, argtypes, args, NULL, SPI_OK_SELECT);
+	args[0] = int8_array(in_flight, nin_flight);
+	args[1] = TimestampTzGetDatum(claim_mark_at);
+	args[2] = Int64GetDatum(claim_mark_id);
+	run("SELECT next_attempt_at FROM webhooks.deliveries "
+		"WHERE status = 'pending' AND (next_attempt_at, id) > ($2, $3) AND id <> ALL ($1) "
+		"ORDER BY next_attempt_at, id LIMIT 1", 3, argtypes, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return claim_mark_set != 0 ? TimestampTzPlusMilliseconds(claim_mark_set, CLAIM_MARK_MAX_MS) : 0;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
