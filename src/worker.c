@@ -8,12 +8,15 @@
  *
  *   round (one short transaction):
  *     record the outcomes collected since the last round (attempt rows,
- *     delivery states, webhook health, 410 → webhook disabled);
- *     claim due deliveries (retries), then dispatch new events into
- *     deliveries already claimed for their first attempt, leasing them
- *     ("sending") so that a crash sends them again; every few seconds,
- *     housekeeping (disable webhooks that keep failing, prune after
- *     webhooks.retention)
+ *     delivery rows: inserted for a first attempt, updated for a retry;
+ *     webhook health, 410 → webhook disabled);
+ *     claim due retries (read, not updated: the retries in flight are kept
+ *     here and left out of the next claims), then dispatch new events: move
+ *     them to event_store and claim one first attempt per matching webhook,
+ *     their future delivery ids kept in an inflight_first_attempts row so
+ *     that a crash sends them again; every few seconds, housekeeping
+ *     (recover in-flight rows whose lease ran out, disable webhooks that
+ *     keep failing, prune after webhooks.retention)
  *   then, with no transaction open: start the claimed requests and wait on
  *     the latch, curl's sockets and timers together (http.c), collecting
  *     outcomes as requests finish.
@@ -22,7 +25,8 @@
  * our latch), when outcomes are waiting to be recorded, when a retry falls
  * due, and for housekeeping.  An error in a round is reported, its
  * transaction aborted, and the worker backs off and goes on; what was
- * claimed but not recorded is sent again when its lease runs out.
+ * claimed but not recorded is sent again: a retry at once (it is still
+ * due), a first attempt when its in-flight row's lease runs out.
  */
 #include "postgres.h"
 
