@@ -884,19 +884,21 @@ read_queued_events(int *nevents)
 }
 
 /*
- * Events per dispatch_queue row in the last rows dispatched: how many rows
- * to take for a given number of deliveries (rows hold up to 32 events, fewer
- * when payloads are large or consecutive events matched other webhooks).
+ * Deliveries per dispatch_queue row in the last rows dispatched: how many
+ * rows to take for a given number of deliveries.  Rows hold up to 32
+ * events (fewer when payloads are large or consecutive events matched
+ * other webhooks), and each event goes to the webhooks that matched it: one
+ * of ten webhooks filtered by site, or all ten.
  */
-static int	events_per_row = QUEUE_ROW_EVENTS;
+static int	deliveries_per_row = QUEUE_ROW_EVENTS;
 
 /*
  * Dispatch new events: take the oldest rows of webhooks.dispatch_queue,
  * move their events to webhooks.event_store, and create one delivery per
  * webhook in each event's webhook_ids, already claimed for its first
  * attempt; return those claims.  The payloads come with the queue rows:
- * no event is read back.  At most about limit deliveries: the queue rows
- * taken hold about limit divided by the number of enabled webhooks events.
+ * no event is read back.  At most about limit deliveries: as many queue
+ * rows as the last ones dispatched say make limit deliveries.
  * *more says whether events are still waiting.
  */
 int
@@ -905,7 +907,7 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 {
 	Oid			argtypes[4] = {INT4OID, INT4OID, INT4OID, INT4OID};
 	Datum		args[4] = {Int32GetDatum(limit), Int32GetDatum(lease_ms), Int32GetDatum(overlap_s),
-	Int32GetDatum(events_per_row)};
+	Int32GetDatum(deliveries_per_row)};
 	Oid			pair_types[4] = {UUIDARRAYOID, INT8ARRAYOID, INT4OID, INT4OID};
 	Datum		pair_args[4];
 	QueuedEvent *events;
@@ -914,6 +916,7 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	int		   *pair_of;
 	bool	   *no;
 	int			nevents,
+				nrows,
 				npairs = 0,
 				n,
 				i,
@@ -923,13 +926,11 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	run("DELETE FROM webhooks.dispatch_queue "
 		"WHERE first_event = ANY (ARRAY( "
 		"  SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
-		"  LIMIT greatest(1, $1 / ($4 * greatest(1, (SELECT count(*) FROM webhooks.webhooks "
-		"                                            WHERE enabled)))))) "
+		"  LIMIT greatest(1, $1 / $4))) "
 		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, test, first_event",
 		4, argtypes, args, NULL, SPI_OK_DELETE_RETURNING);
+	nrows = (int) SPI_processed;
 	events = read_queued_events(&nevents);
-	if (SPI_processed > 0)
-		events_per_row = Max(1, nevents / (int) SPI_processed);
 	*more = false;
 	if (nevents == 0)
 	{
@@ -941,6 +942,8 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 	/* one (event, webhook) pair per delivery, in event order */
 	for (i = 0; i < nevents; i++)
 		npairs += events[i].nwebhooks;
+	if (nrows > 0)
+		deliveries_per_row = Max(1, npairs / nrows);
 	pair_event = palloc(sizeof(Datum) * Max(npairs, 1));
 	pair_hook = palloc(sizeof(Datum) * Max(npairs, 1));
 	pair_of = palloc(sizeof(int) * Max(npairs, 1));
