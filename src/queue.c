@@ -617,14 +617,14 @@ read_claims(WebhooksClaim **claims)
 }
 
 /*
- * Where the last full claim stopped in the due-time index (next_attempt_at,
- * id), so that the next one starts there rather than stepping again over
- * the deliveries still in flight and the dead index entries that a large
- * backlog leaves at the head of the index.  A delivery that falls due
- * behind the mark (a redelivery whose transaction started earlier, say) is
- * reached when the mark is dropped: as soon as a claim finds less than it
- * asked for (caught up), and at the latest CLAIM_MARK_MAX_MS after it was
- * set.
+ * Where the last claim stopped in the due-time index (next_attempt_at, id),
+ * so that the next one starts there rather than stepping again over the
+ * deliveries still in flight and the dead index entries that a large
+ * backlog leaves at the head of the index.  Retries scheduled after a claim
+ * fall due after its mark; one that falls due behind it (a redelivery or
+ * test notification whose transaction started before the claim and
+ * committed after it) is reached when the mark is dropped,
+ * CLAIM_MARK_MAX_MS after it was set.
  */
 #define CLAIM_MARK_MAX_MS 2000
 static TimestampTz claim_mark_at = DT_NOBEGIN;
@@ -679,11 +679,6 @@ webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_f
 		", c.next_attempt_at "
 		"FROM claimed c LEFT JOIN hooks w ON w.id = c.webhook_id",
 		5, argtypes, args, NULL, SPI_OK_SELECT);
-	if ((int) SPI_processed < limit)
-	{
-		drop_claim_mark();		/* caught up: next time from the start */
-		return read_claims(claims);
-	}
 	/* the mark: the greatest (next_attempt_at, id) claimed */
 	for (i = 0; i < (int) SPI_processed; i++)
 	{
@@ -1172,27 +1167,33 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done,
 }
 
 /*
- * When the next pending delivery not in flight is due (0 if none is
- * pending), looking from the claim mark on, like the next claim will.
+ * When the next pending delivery falls due (0 if none is pending).  Called
+ * after the round's claim: what is due now is either claimed, in flight, or
+ * left for the next round by a full claim (which signals more work), so
+ * only deliveries due later matter, and the head of the due index (the
+ * retries in flight) is not read at all.  While a claim mark is set, its
+ * expiry counts as due: what fell due behind the mark is claimed then.
  */
 TimestampTz
-webhooks_queue_next_due(const int64 *in_flight, int nin_flight)
+webhooks_queue_next_due(void)
 {
-	Oid			argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZOID, INT8OID};
-	Datum		args[3];
 	bool		isnull;
 	Datum		d;
+	TimestampTz next = 0;
 
-	args[0] = int8_array(in_flight, nin_flight);
-	args[1] = TimestampTzGetDatum(claim_mark_at);
-	args[2] = Int64GetDatum(claim_mark_id);
-	run("SELECT next_attempt_at FROM webhooks.deliveries "
-		"WHERE status = 'pending' AND (next_attempt_at, id) > ($2, $3) AND id <> ALL ($1) "
-		"ORDER BY next_attempt_at, id LIMIT 1", 3, argtypes, args, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return claim_mark_set != 0 ? TimestampTzPlusMilliseconds(claim_mark_set, CLAIM_MARK_MAX_MS) : 0;
+	run("SELECT min(next_attempt_at) FROM webhooks.deliveries "
+		"WHERE status = 'pending' AND next_attempt_at > now()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	if (!isnull)
+		next = DatumGetTimestampTz(d);
+	if (claim_mark_set != 0)
+	{
+		TimestampTz mark_expiry = TimestampTzPlusMilliseconds(claim_mark_set, CLAIM_MARK_MAX_MS);
+
+		if (next == 0 || mark_expiry < next)
+			next = mark_expiry;
+	}
+	return next;
 }
 
 #define PRUNE_BATCH 5000
