@@ -1167,25 +1167,29 @@ webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done,
 }
 
 /*
- * When the next pending delivery falls due (0 if none is pending).  Called
- * after the round's claim: what is due now is either claimed, in flight, or
- * left for the next round by a full claim (which signals more work), so
- * only deliveries due later matter, and the head of the due index (the
- * retries in flight) is not read at all.  While a claim mark is set, its
- * expiry counts as due: what fell due behind the mark is claimed then.
+ * When the next pending delivery not in flight falls due (0 if none is
+ * pending), looking from the claim mark on, as the next claim will: the
+ * retries in flight are behind the mark, and so are the index entries a
+ * drained backlog leaves dead (while the mark is not set, the few hundred
+ * retries in flight are stepped over).  While a mark is set, its expiry
+ * counts as due: what fell due behind it is claimed then.
  */
 TimestampTz
-webhooks_queue_next_due(void)
+webhooks_queue_next_due(const int64 *in_flight, int nin_flight)
 {
+	Oid			argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[3];
 	bool		isnull;
-	Datum		d;
 	TimestampTz next = 0;
 
-	run("SELECT min(next_attempt_at) FROM webhooks.deliveries "
-		"WHERE status = 'pending' AND next_attempt_at > now()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		next = DatumGetTimestampTz(d);
+	args[0] = int8_array(in_flight, nin_flight);
+	args[1] = TimestampTzGetDatum(claim_mark_at);
+	args[2] = Int64GetDatum(claim_mark_id);
+	run("SELECT next_attempt_at FROM webhooks.deliveries "
+		"WHERE status = 'pending' AND (next_attempt_at, id) > ($2, $3) AND id <> ALL ($1) "
+		"ORDER BY next_attempt_at, id LIMIT 1", 3, argtypes, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (claim_mark_set != 0)
 	{
 		TimestampTz mark_expiry = TimestampTzPlusMilliseconds(claim_mark_set, CLAIM_MARK_MAX_MS);

@@ -193,7 +193,7 @@ extern int	webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s,
 extern int	webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_flight,
 								 WebhooksClaim **claims);
 extern void webhooks_queue_record(const WebhooksOutcome *outcomes, int n, const int64 *done, int ndone);
-extern TimestampTz webhooks_queue_next_due(void);
+extern TimestampTz webhooks_queue_next_due(const int64 *in_flight, int nin_flight);
 extern void webhooks_queue_maintain(void);
 
 /* launcher.c: launcher, shared memory, waking workers */

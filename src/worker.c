@@ -589,7 +589,7 @@ run_round(bool maintenance)
 		}
 		else
 			worker->work_signalled = true;	/* the queue is full: claim when it drains */
-		worker->next_due = webhooks_queue_next_due();
+		worker->next_due = webhooks_queue_next_due(worker->retries, worker->nretries);
 		SPI_finish();
 	}
 	commit_transaction();
