@@ -889,9 +889,10 @@ static int	deliveries_per_row = QUEUE_ROW_EVENTS;
 
 /*
  * Dispatch new events: take the oldest rows of webhooks.dispatch_queue,
- * move their events to webhooks.event_store, and create one delivery per
- * webhook in each event's webhook_ids, already claimed for its first
- * attempt; return those claims.  The payloads come with the queue rows:
+ * move their events to webhooks.event_store, and claim the first attempt
+ * of one delivery per webhook in each event's webhook_ids (its row is
+ * written with the outcome); return those claims.  The payloads come with
+ * the queue rows:
  * no event is read back.  At most about limit deliveries: as many queue
  * rows as the last ones dispatched say make limit deliveries.
  * *more says whether events are still waiting.
