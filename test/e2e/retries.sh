@@ -3,13 +3,13 @@
 # 500s then success, timeouts, refused connections, Retry-After, 410 Gone,
 # retries running out, redeliver, a webhook deleted with a retry pending,
 # and webhooks disabled after webhooks.disable_after of failures.
-# Receiver ports: 18910-18918.  Each case has its own webhook, routed by
+# Receiver ports: 18910-18919.  Each case has its own webhook, routed by
 # site id (webhooks.emit(..., site_id => N) reaches only the webhook with
 # sites = {N}), so the cases of a phase run side by side.
 source "$(dirname "$0")/lib.sh"
 e2e_require_cluster
 
-plan 34
+plan 35
 
 setup_db retries
 guc allowed_networks '127.0.0.1/32'
@@ -182,6 +182,31 @@ is "$(q "SELECT status FROM webhooks.deliveries WHERE id = $DH")" cancelled \
 	"the disabled webhook's pending delivery is cancelled"
 is "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM webhooks.webhooks WHERE NOT enabled")" "$WE,$WH" \
 	"no other webhook was disabled"
+
+# ---------------------------------------------------------------------
+# Claims resume where the previous one stopped in the due index (a mark);
+# a delivery that falls due behind the mark is still sent: the mark is
+# dropped 2 s after it was set.  Retries to a port nobody listens on keep
+# claims (and so a mark) coming while a redelivery is backdated an hour.
+guc retry_schedule '1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s'
+WN=$(new_webhook busy 10 18919)
+WM=$(new_webhook mark 9 18918)
+start_receiver m 18918
+for i in 1 2 3 4 5; do fire 10 >/dev/null; done
+DM=$(delivery_of "$(fire 9)")
+wait_sql 10 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${DM:-0}"
+wait_sql 10 "SELECT count(*) >= 10 FROM webhooks.attempts a JOIN webhooks.deliveries d ON d.id = a.delivery_id
+             WHERE d.webhook_id = $WN"
+RM=$(psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+BEGIN;
+SELECT webhooks.redeliver($DM) AS id \gset
+UPDATE webhooks.deliveries SET next_attempt_at = now() - interval '1 hour' WHERE id = :id;
+COMMIT;
+SELECT :id;
+SQL
+)
+ok "a delivery due behind the claim mark (backdated an hour) is sent while retries keep the worker claiming" \
+	wait_sql 8 "SELECT status = 'succeeded' FROM webhooks.deliveries WHERE id = ${RM:-0}"
 
 check_no_crash
 finish
