@@ -539,8 +539,7 @@ CREATE TABLE webhooks.dispatch_queue (
     space_ids     bigint[] NOT NULL,
     webhook_ids   bigint[] NOT NULL,
     payloads      json[] NOT NULL,
-    created_ats   timestamptz[] NOT NULL,
-    test          boolean NOT NULL DEFAULT false
+    created_ats   timestamptz[] NOT NULL
 ) WITH (toast_tuple_target = 8160);
 -- keep a row in one heap tuple when it fits a page: moving the payloads to
 -- TOAST would cost the writer a TOAST row and index entry per 2 kB
@@ -568,7 +567,7 @@ CREATE VIEW webhooks.events AS
 SELECT id, type, site_id, space_id, webhook_ids, payload, test, created_at
 FROM webhooks.event_store
 UNION ALL
-SELECT e.id, e.type, e.site_id, e.space_id, q.webhook_ids, e.payload, q.test, e.created_at
+SELECT e.id, e.type, e.site_id, e.space_id, q.webhook_ids, e.payload, false, e.created_at
 FROM webhooks.dispatch_queue q,
      unnest(q.event_ids, q.types, q.site_ids, q.space_ids, q.payloads, q.created_ats)
          AS e(id, type, site_id, space_id, payload, created_at);

@@ -48,7 +48,7 @@
 PG_FUNCTION_INFO_V1(webhooks_capture_flush);
 
 #define FLUSH_EVENTS 1000
-#define QUEUE_COLUMNS 9			/* webhooks.dispatch_queue */
+#define QUEUE_COLUMNS 8			/* webhooks.dispatch_queue */
 #define STORE_COLUMNS 8			/* webhooks.event_store */
 #define QUEUE_ROW_EVENTS 32		/* events per dispatch_queue row, at most */
 #define QUEUE_ROW_BYTES 16384	/* payload bytes per row before compression, at most */
@@ -66,7 +66,6 @@ typedef struct PendingEvent
 	int64	   *webhook_ids;
 	int			nwebhooks;
 	Datum		payload;		/* json (as text), not compressed */
-	bool		test;
 	TimestampTz created_at;
 } PendingEvent;
 
@@ -139,8 +138,7 @@ static bool
 same_queue_row(const PendingEvent *a, const PendingEvent *b)
 {
 	return a->nwebhooks == b->nwebhooks &&
-		memcmp(a->webhook_ids, b->webhook_ids, sizeof(int64) * a->nwebhooks) == 0 &&
-		a->test == b->test;
+		memcmp(a->webhook_ids, b->webhook_ids, sizeof(int64) * a->nwebhooks) == 0;
 }
 
 /* The events written by one flush, cut into dispatch_queue rows. */
@@ -153,8 +151,7 @@ typedef struct QueueRows
 } QueueRows;
 
 /*
- * Cut the events into rows: consecutive events with the same webhooks and
- * test flag, up to QUEUE_ROW_EVENTS of them and QUEUE_ROW_BYTES of
+ * Cut the events into rows: consecutive events with the same webhooks, up to QUEUE_ROW_EVENTS of them and QUEUE_ROW_BYTES of
  * payload (so that a compressed row usually stays within one heap page).
  */
 static void
@@ -231,7 +228,6 @@ store_queue_row(TupleTableSlot *slot, int i, void *arg)
 																	 TYPALIGN_INT)));
 	slot->tts_values[7] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8,
 														  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	slot->tts_values[8] = BoolGetDatum(ev[0]->test);
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -402,6 +398,8 @@ webhooks_enqueue_buffered(const WebhooksEvent *ev)
 	if (pending_cxt == NULL)
 		pending_cxt = AllocSetContextCreate(TopTransactionContext, "webhooks pending events",
 											ALLOCSET_DEFAULT_SIZES);
+	/* test notifications are written by send_test(), with their delivery */
+	Assert(!ev->test);
 	old = MemoryContextSwitchTo(pending_cxt);
 	if (npending >= maxpending)
 	{
@@ -421,7 +419,6 @@ webhooks_enqueue_buffered(const WebhooksEvent *ev)
 	p->webhook_ids = palloc(sizeof(int64) * Max(ev->nwebhooks, 1));
 	memcpy(p->webhook_ids, ev->webhook_ids, sizeof(int64) * ev->nwebhooks);
 	p->payload = PointerGetDatum(cstring_to_text_with_len(ev->payload->data, ev->payload->len));
-	p->test = ev->test;
 	p->created_at = ev->created_at;
 	MemoryContextSwitchTo(old);
 
@@ -655,8 +652,7 @@ webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_f
 {
 	Oid			argtypes[5] = {INT4OID, TIMESTAMPTZOID, INT4OID, INT8ARRAYOID, INT8OID};
 	Datum		args[5];
-	int			n,
-				i;
+	int			i;
 
 	if (claim_mark_set != 0 &&
 		TimestampDifferenceExceeds(claim_mark_set, GetCurrentTimestamp(), CLAIM_MARK_MAX_MS))
@@ -696,8 +692,7 @@ webhooks_queue_claim(int limit, int overlap_s, const int64 *in_flight, int nin_f
 	}
 	if (claim_mark_set == 0)
 		claim_mark_set = GetCurrentTimestamp();
-	n = read_claims(claims);
-	return n;
+	return read_claims(claims);
 }
 
 /* One event taken from the dispatch queue by the worker. */
@@ -713,7 +708,6 @@ typedef struct QueuedEvent
 	Datum	   *hooks;			/* its elements */
 	int			nwebhooks;
 	Datum		payload;		/* json, plain */
-	bool		test;
 	TimestampTz created_at;
 } QueuedEvent;
 
@@ -741,7 +735,7 @@ store_event(TupleTableSlot *slot, int i, void *arg)
 	isnull[3] = ev->no_space;
 	values[4] = ev->webhook_ids;
 	values[5] = compressed(ev->payload);
-	values[6] = BoolGetDatum(ev->test);
+	values[6] = BoolGetDatum(false);	/* test notifications never go through the queue */
 	values[7] = TimestampTzGetDatum(ev->created_at);
 	ExecStoreVirtualTuple(slot);
 }
@@ -816,8 +810,7 @@ append_queue_row(HeapTuple tuple, TupleDesc desc, QueuedEvent **events, int *n, 
 	Datum	   *hooks = array_column(tuple, desc, 5, INT8OID, &hook_nulls, &nhooks);
 	Datum	   *payloads = array_column(tuple, desc, 6, JSONOID, &payload_nulls, &npayloads);
 	Datum	   *times = array_column(tuple, desc, 7, TIMESTAMPTZOID, &time_nulls, &ntimes);
-	bool		test = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
-	Datum		hook_array;
+	Datum		hook_array = SPI_getbinval(tuple, desc, 5, &isnull);	/* checked below */
 
 	if (ids == NULL || types == NULL || sites == NULL || spaces == NULL || hooks == NULL ||
 		payloads == NULL || times == NULL ||
@@ -829,11 +822,12 @@ append_queue_row(HeapTuple tuple, TupleDesc desc, QueuedEvent **events, int *n, 
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg-webhooks skipped a malformed row of webhooks.dispatch_queue"),
 				 errdetail("first_event %s: event_ids %d, types %d, site_ids %d, space_ids %d, payloads %d, created_ats %d elements, some NULL or not one-dimensional.",
-						   SPI_getvalue(tuple, desc, 9), nids, ntypes, nsites, nspaces, npayloads, ntimes),
+						   SPI_getvalue(tuple, desc, 8), nids, ntypes, nsites, nspaces, npayloads, ntimes),
 				 errhint("Only the capture trigger should write to webhooks.dispatch_queue.")));
 		return;
 	}
-	hook_array = make_array(hooks, hook_nulls, nhooks, INT8OID);
+	/* stored as it is in event_store, decompressed (never a TOAST pointer into the queue) */
+	hook_array = PointerGetDatum(PG_DETOAST_DATUM(hook_array));
 	if (*n + nids > *max)
 	{
 		*max = Max(*max * 2, *n + nids);
@@ -853,7 +847,6 @@ append_queue_row(HeapTuple tuple, TupleDesc desc, QueuedEvent **events, int *n, 
 		ev->hooks = hooks;
 		ev->nwebhooks = nhooks;
 		ev->payload = payloads[k];
-		ev->test = test;
 		ev->created_at = DatumGetTimestampTz(times[k]);
 	}
 }
@@ -892,9 +885,8 @@ static int	deliveries_per_row = QUEUE_ROW_EVENTS;
  * move their events to webhooks.event_store, and claim the first attempt
  * of one delivery per webhook in each event's webhook_ids (its row is
  * written with the outcome); return those claims.  The payloads come with
- * the queue rows:
- * no event is read back.  At most about limit deliveries: as many queue
- * rows as the last ones dispatched say make limit deliveries.
+ * the queue rows: no event is read back.  At most about limit deliveries:
+ * as many queue rows as the last ones dispatched say make limit deliveries.
  * *more says whether events are still waiting.
  */
 int
@@ -923,7 +915,7 @@ webhooks_queue_dispatch(int limit, int lease_ms, int overlap_s, WebhooksClaim **
 		"WHERE first_event = ANY (ARRAY( "
 		"  SELECT first_event FROM webhooks.dispatch_queue ORDER BY first_event "
 		"  LIMIT greatest(1, $1 / $4))) "
-		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, test, first_event",
+		"RETURNING event_ids, types, site_ids, space_ids, webhook_ids, payloads, created_ats, first_event",
 		4, argtypes, args, NULL, SPI_OK_DELETE_RETURNING);
 	nrows = (int) SPI_processed;
 	events = read_queued_events(&nevents);

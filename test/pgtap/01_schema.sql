@@ -103,7 +103,7 @@ SELECT col_type_is('webhooks', 'dispatch_queue', 'payloads',    'json[]',       
 SELECT col_type_is('webhooks', 'dispatch_queue', 'created_ats', 'timestamp with time zone[]', 'dispatch_queue.created_ats is timestamptz[]');
 SELECT is((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
            WHERE attrelid = 'webhooks.dispatch_queue'::regclass AND attnum > 0 AND attstorage <> 'm'),
-          ARRAY['first_event', 'test'], 'dispatch_queue keeps its arrays in the row (STORAGE MAIN), not in TOAST');
+          ARRAY['first_event'], 'dispatch_queue keeps its arrays in the row (STORAGE MAIN), not in TOAST');
 
 -- -------------------------------------------- webhooks.tracked_tables ---
 SELECT col_type_is('webhooks', 'tracked_tables', 'tbl',         'regclass', 'tracked_tables.tbl is regclass');
